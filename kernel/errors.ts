@@ -1,0 +1,55 @@
+/**
+ * The few error classes the kernel throws. Everything else uses the built-in
+ * TypeError, RangeError and SyntaxError. The API layer maps these to HTTP
+ * statuses in one place (`kernel/api/errors.ts`).
+ *
+ * @module
+ */
+
+/** An AEAD tag, signature or MAC did not verify: the data was tampered, truncated, moved or the key is wrong. */
+export class IntegrityError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "IntegrityError";
+  }
+}
+
+/** A passphrase or key file could not unseal the master key. */
+export class WrongKeyError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "WrongKeyError";
+  }
+}
+
+/** The data directory is held by another running node. */
+export class StorageLockedError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "StorageLockedError";
+  }
+}
+
+/** A stored file (key file, sealed master key, identity export) is malformed. */
+export class CorruptFileError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "CorruptFileError";
+  }
+}
+
+/** A named thing (identity, token, value) does not exist. */
+export class NotFoundError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "NotFoundError";
+  }
+}
+
+/** A request conflicts with existing state (duplicate name, already initialised). */
+export class ConflictError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ConflictError";
+  }
+}
