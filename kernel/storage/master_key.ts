@@ -1,0 +1,212 @@
+/**
+ * The node's master key: 32 random bytes, sealed on disk either by a
+ * passphrase (scrypt) or by a key file that only its owner can read
+ * (NZ-CRYPTO-01 section "Master key").
+ *
+ * `master.json` holds the sealed key; `master.key` holds the key-file secret
+ * in unattended mode. Both are written atomically (temporary file, fsync,
+ * rename) so a crash leaves either the old file or the new one.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { concat, fromBase64Url, toBase64Url, toHex, utf8, wipe } from "../bytes.ts";
+import { crypto, DEFAULT_SCRYPT, randomBytes, type ScryptParams } from "../crypto/mod.ts";
+import { AD_MASTER } from "../crypto/labels.ts";
+import { ConflictError, CorruptFileError, NotFoundError, WrongKeyError } from "../errors.ts";
+
+/** Name of the sealed master key file in the data directory. */
+export const MASTER_FILE = "master.json";
+/** Name of the key file in unattended mode. */
+export const KEY_FILE = "master.key";
+/** The format tag written into `master.json`. */
+export const MASTER_FORMAT = "nzcore-master/1";
+
+/** How the master key is sealed. */
+export type MasterKeyMode = "passphrase" | "keyfile";
+
+/** Options of {@linkcode createMasterKey} and {@linkcode openMasterKey}. */
+export interface MasterKeyOptions {
+  /** Seal with this passphrase; without it, a key file is used. */
+  passphrase?: string;
+  /** scrypt parameters for a new passphrase seal (tests use small ones). */
+  scrypt?: ScryptParams;
+}
+
+interface MasterFile {
+  format: string;
+  mode: MasterKeyMode;
+  kdf?: { name: "scrypt"; N: number; r: number; p: number; salt: string };
+  nonce: string;
+  sealed: string;
+}
+
+function masterAd(mode: MasterKeyMode): Uint8Array {
+  return concat(utf8(AD_MASTER), Uint8Array.of(0), utf8(mode));
+}
+
+/** Writes `data` to `path` atomically with the given mode. */
+export async function writeFileAtomic(path: string, data: Uint8Array, mode = 0o600): Promise<void> {
+  const tmp = `${path}.tmp-${toHex(randomBytes(6))}`;
+  const file = await Deno.open(tmp, { write: true, createNew: true, mode });
+  try {
+    let offset = 0;
+    while (offset < data.length) offset += await file.write(data.subarray(offset));
+    await file.sync();
+  } finally {
+    file.close();
+  }
+  await Deno.chmod(tmp, mode);
+  await Deno.rename(tmp, path);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/**
+ * Checks that a secret file is a regular file owned by this user and
+ * readable by nobody else, as ssh does for private keys.
+ *
+ * @throws {WrongKeyError} when the file is open to others.
+ */
+export async function assertPrivateFile(path: string): Promise<void> {
+  const info = await Deno.lstat(path);
+  if (!info.isFile) throw new CorruptFileError(`${path} is not a regular file`);
+  if (info.mode !== null && (info.mode & 0o077) !== 0) {
+    throw new WrongKeyError(
+      `${path} is readable by other users (mode ${(info.mode & 0o777).toString(8)}); run: chmod 600 ${path}`,
+    );
+  }
+  if (info.uid !== null && Deno.build.os !== "windows" && info.uid !== Deno.uid()) {
+    throw new WrongKeyError(`${path} is owned by uid ${info.uid}, not by this user (uid ${Deno.uid()})`);
+  }
+}
+
+async function kekFor(file: MasterFile, dir: string, passphrase: string | undefined): Promise<Uint8Array> {
+  if (file.mode === "passphrase") {
+    if (passphrase === undefined) {
+      throw new WrongKeyError("The master key is sealed by a passphrase, and none was given");
+    }
+    const kdf = file.kdf!;
+    const salt = fromBase64Url(kdf.salt);
+    return await crypto.scrypt(utf8(passphrase.normalize("NFKC")), salt, {
+      N: kdf.N,
+      r: kdf.r,
+      p: kdf.p,
+      dkLen: 32,
+    });
+  }
+  const keyPath = join(dir, KEY_FILE);
+  if (!(await exists(keyPath))) {
+    throw new WrongKeyError(`The key file ${keyPath} is missing; the master key cannot be unsealed without it`);
+  }
+  await assertPrivateFile(keyPath);
+  const kek = await Deno.readFile(keyPath);
+  if (kek.length !== 32) {
+    throw new CorruptFileError(`The key file ${keyPath} is corrupt: length is ${kek.length}, expected 32`);
+  }
+  return kek;
+}
+
+function parseMasterFile(text: string, path: string): MasterFile {
+  let file: MasterFile;
+  try {
+    file = JSON.parse(text);
+  } catch {
+    throw new CorruptFileError(`${path} is corrupt: not JSON`);
+  }
+  const ok = typeof file === "object" && file !== null && file.format === MASTER_FORMAT &&
+    (file.mode === "passphrase" || file.mode === "keyfile") && typeof file.nonce === "string" &&
+    typeof file.sealed === "string" &&
+    (file.mode === "keyfile" ||
+      (typeof file.kdf === "object" && file.kdf?.name === "scrypt" && Number.isInteger(file.kdf.N) &&
+        Number.isInteger(file.kdf.r) && Number.isInteger(file.kdf.p) && typeof file.kdf.salt === "string"));
+  if (!ok) throw new CorruptFileError(`${path} is corrupt: fields are missing or of the wrong type`);
+  return file;
+}
+
+/** Whether `dir` already holds a sealed master key. */
+export function hasMasterKey(dir: string): Promise<boolean> {
+  return exists(join(dir, MASTER_FILE));
+}
+
+/** How the master key in `dir` is sealed. */
+export async function masterKeyMode(dir: string): Promise<MasterKeyMode> {
+  const path = join(dir, MASTER_FILE);
+  return parseMasterFile(await Deno.readTextFile(path), path).mode;
+}
+
+/**
+ * Creates a new random master key in `dir` and seals it.
+ *
+ * @returns the master key; the caller wipes it when done.
+ * @throws {ConflictError} when `dir` already holds one.
+ */
+export async function createMasterKey(dir: string, options: MasterKeyOptions = {}): Promise<Uint8Array> {
+  const path = join(dir, MASTER_FILE);
+  if (await exists(path)) throw new ConflictError(`${path} already exists`);
+  if (options.passphrase !== undefined && options.passphrase.length === 0) {
+    throw new RangeError("Invalid passphrase: it is empty");
+  }
+  const master = randomBytes(32);
+  await sealMasterKey(dir, master, options);
+  return master;
+}
+
+/** Seals `master` into `dir`, replacing `master.json` (and `master.key` in key-file mode). */
+async function sealMasterKey(dir: string, master: Uint8Array, options: MasterKeyOptions): Promise<void> {
+  const mode: MasterKeyMode = options.passphrase !== undefined ? "passphrase" : "keyfile";
+  const file: Partial<MasterFile> = { format: MASTER_FORMAT, mode };
+  let kek: Uint8Array;
+  if (mode === "passphrase") {
+    const params = options.scrypt ?? DEFAULT_SCRYPT;
+    const salt = randomBytes(16);
+    kek = await crypto.scrypt(utf8(options.passphrase!.normalize("NFKC")), salt, { ...params, dkLen: 32 });
+    file.kdf = { name: "scrypt", N: params.N, r: params.r, p: params.p, salt: toBase64Url(salt) };
+  } else {
+    kek = randomBytes(32);
+    await writeFileAtomic(join(dir, KEY_FILE), kek, 0o600);
+  }
+  const nonce = randomBytes(24);
+  file.nonce = toBase64Url(nonce);
+  file.sealed = toBase64Url(crypto.xchachaSeal(kek, nonce, master, masterAd(mode)));
+  wipe(kek);
+  await writeFileAtomic(join(dir, MASTER_FILE), utf8(JSON.stringify(file, null, 2) + "\n"), 0o600);
+}
+
+/**
+ * Unseals the master key in `dir`.
+ *
+ * @throws {NotFoundError} when `dir` holds none.
+ * @throws {WrongKeyError} on a wrong or missing passphrase, or a missing key file.
+ * @throws {CorruptFileError} when a file is malformed.
+ */
+export async function openMasterKey(dir: string, options: MasterKeyOptions = {}): Promise<Uint8Array> {
+  const path = join(dir, MASTER_FILE);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) throw new NotFoundError(`No master key in ${dir}`);
+    throw error;
+  }
+  const file = parseMasterFile(text, path);
+  const kek = await kekFor(file, dir, options.passphrase);
+  try {
+    return crypto.xchachaOpen(kek, fromBase64Url(file.nonce), fromBase64Url(file.sealed), masterAd(file.mode));
+  } catch {
+    throw file.mode === "passphrase"
+      ? new WrongKeyError(`Wrong passphrase: it does not unseal the master key in ${path}`)
+      : new WrongKeyError(`The key file does not unseal the master key in ${path} (wrong or corrupt key file)`);
+  } finally {
+    wipe(kek);
+  }
+}
