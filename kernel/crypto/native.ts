@@ -203,7 +203,10 @@ const NODE_HKDF_MAX_INFO = 1024;
  * The node:crypto implementation of {@linkcode CryptoProvider}.
  *
  * Ed25519 verification first checks the public key as noble's strict mode
- * does (canonical, on the curve, not small order), then verifies natively.
+ * does (canonical, on the curve, not small order), then verifies natively with
+ * the cofactorless equation [S]B = R + [k]A. noble checks the cofactored one,
+ * so the providers differ only on signatures that the key's owner built with a
+ * small-order component (spec/crypto_primitives.md, "Ed25519").
  *
  * @example Agree on an X25519 secret
  * ```ts

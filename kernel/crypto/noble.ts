@@ -64,7 +64,9 @@ function open(
  * The @noble/* implementation of {@linkcode CryptoProvider}.
  *
  * Ed25519 verification uses noble's strict RFC 8032 mode (`zip215: false`):
- * non-canonical encodings and small-order public keys are rejected.
+ * non-canonical encodings and small-order public keys are rejected, and the
+ * cofactored equation [8][S]B = [8]R + [8][k]A is checked (RFC 8032 section
+ * 5.1.7); see `native.ts` for the one case where the providers differ.
  *
  * @example Sign and verify
  * ```ts

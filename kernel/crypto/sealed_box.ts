@@ -16,7 +16,7 @@ import type { CryptoProvider } from "./provider.ts";
 import { randomBytes } from "./random.ts";
 
 /** Bytes a sealed box adds to its plaintext: the ephemeral public key and the tag. */
-export const SEALED_BOX_OVERHEAD = 32 + 16;
+export const SEALED_BOX_OVERHEAD: number = 32 + 16;
 
 const PUBLIC_LENGTH = 32;
 // The key is used for exactly one message, so a fixed all-zero nonce is safe.
@@ -46,7 +46,7 @@ function boxKey(
   shared: Uint8Array,
   ephemeralPublic: Uint8Array,
   recipientPublic: Uint8Array,
-) {
+): Uint8Array {
   return provider.hkdf(shared, concat(ephemeralPublic, recipientPublic), INFO, 32);
 }
 

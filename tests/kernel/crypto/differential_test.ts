@@ -7,8 +7,11 @@
 
 import { deepStrictEqual as eql } from "node:assert/strict";
 import fc from "fast-check";
+import { ed25519, ED25519_TORSION_SUBGROUP } from "@noble/curves/ed25519.js";
+import { sha512 } from "@noble/hashes/sha2.js";
 import { nativeProvider as native } from "../../../kernel/crypto/native.ts";
 import { nobleProvider as noble } from "../../../kernel/crypto/noble.ts";
+import { fromHex } from "../../../kernel/bytes.ts";
 
 /** Fills `length` bytes from a xorshift generator: fast for messages fast-check would build slowly. */
 function pseudoRandom(length: number, seed: number): Uint8Array {
@@ -107,6 +110,41 @@ Deno.test("ed25519Verify() agrees between native and noble on random keys and si
     }),
     { numRuns: 50 },
   );
+});
+
+/** Little-endian bytes to bigint and back (RFC 8032 section 5.1.2 scalar encoding). */
+function fromLe(bytes: Uint8Array): bigint {
+  let x = 0n;
+  for (let i = bytes.length - 1; i >= 0; i--) x = (x << 8n) | BigInt(bytes[i]);
+  return x;
+}
+
+function toLe32(x: bigint): Uint8Array {
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++, x >>= 8n) out[i] = Number(x & 0xffn);
+  return out;
+}
+
+Deno.test("ed25519Verify() differs between providers only on a signature its key's owner built with a torsion component", () => {
+  // Known, documented divergence (spec/crypto_primitives.md, "Ed25519"): with R = rB + T for a point T of
+  // order 8, S = r + k*a passes noble's cofactored check, 8(SB - R - kA) = 0, and fails node:crypto's
+  // cofactorless one, SB = R + kA. Building it needs the secret scalar a. This test pins both behaviours.
+  const seed = new Uint8Array(32).fill(0x21);
+  const { scalar: a, pointBytes: publicKey } = ed25519.utils.getExtendedPublicKey(seed);
+  const message = new TextEncoder().encode("crafted");
+  const L = ed25519.Point.Fn.ORDER;
+  const r = 0x1234567890abcdefn;
+  const torsion = ed25519.Point.fromBytes(fromHex(ED25519_TORSION_SUBGROUP[1]));
+  const R = ed25519.Point.BASE.multiply(r).add(torsion).toBytes();
+  const k = fromLe(sha512(Uint8Array.from([...R, ...publicKey, ...message]))) % L;
+  const signature = Uint8Array.from([...R, ...toLe32((r + k * a) % L)]);
+  eql(noble.ed25519Verify(publicKey, message, signature), true);
+  eql(native.ed25519Verify(publicKey, message, signature), false);
+  // Without the torsion component both accept: the same construction is an honest signature.
+  const honestR = ed25519.Point.BASE.multiply(r).toBytes();
+  const honestK = fromLe(sha512(Uint8Array.from([...honestR, ...publicKey, ...message]))) % L;
+  const honest = Uint8Array.from([...honestR, ...toLe32((r + honestK * a) % L)]);
+  eql(same((p) => p.ed25519Verify(publicKey, message, honest)), true);
 });
 
 Deno.test("x25519 agrees between native and noble, including public keys with the top bit set", () => {
