@@ -173,10 +173,11 @@ export class EventLog {
   /**
    * Checks the whole log: every entry opens, has the sequence number of its
    * key, chains to its predecessor, ends at the head, and no entry lies past
-   * the head; every checkpoint is signed by `publicKey` (default: this log's
-   * signer) over a hash the chain reproduces.
+   * the head; every checkpoint is signed, by one of `publicKeys` (default:
+   * the signer's current key), over a hash the chain reproduces.
    */
-  async verify(publicKey: Uint8Array = this.#signer.publicKey): Promise<VerifyReport> {
+  async verify(options: { publicKeys?: Uint8Array[] } = {}): Promise<VerifyReport> {
+    const trusted = new Set((options.publicKeys ?? [this.#signer.publicKey]).map(toHex));
     const problems: string[] = [];
     let head: Head | undefined;
     try {
@@ -185,7 +186,7 @@ export class EventLog {
       problems.push(`head: ${(error as Error).message}`);
     }
     const hashes: Uint8Array[] = [];
-    let prev = ZERO_HASH;
+    let prev: Uint8Array = ZERO_HASH;
     const count = head ? head.seq + 1 : 0;
     let seq = 0;
     for (; seq < count; seq++) {
@@ -221,7 +222,9 @@ export class EventLog {
     try {
       for await (const { value: cp } of this.#ns.list<Checkpoint>(["cp"])) {
         checkpoints++;
-        if (!crypto.ed25519Verify(publicKey, checkpointMessage(this.name, cp.seq, cp.hash), cp.signature)) {
+        if (!trusted.has(toHex(cp.publicKey))) {
+          problems.push(`checkpoint at entry ${cp.seq} is signed by an untrusted key`);
+        } else if (!crypto.ed25519Verify(cp.publicKey, checkpointMessage(this.name, cp.seq, cp.hash), cp.signature)) {
           problems.push(`checkpoint at entry ${cp.seq} has a bad signature`);
         } else if (cp.seq >= count) {
           problems.push(`checkpoint at entry ${cp.seq} lies past the head: the log was truncated`);

@@ -1,0 +1,69 @@
+/**
+ * The API app: one Hono app, served on TCP and on the Unix socket by
+ * `server.ts`. Tests call `createApp(ctx).request(...)` without sockets.
+ *
+ * Every request body is validated against its schema (unknown fields are
+ * refused), bodies are limited to {@linkcode MAX_BODY_BYTES}, and every
+ * route but `/v1/health` and `/v1/openapi.json` needs a bearer token.
+ *
+ * @module
+ */
+
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import { VERSION } from "../node/node.ts";
+import { bearerAuth, FailureLimiter } from "./auth.ts";
+import type { ApiContext, ApiEnv } from "./context.ts";
+import { errorResponse, onError } from "./errors.ts";
+import { eventRoutes } from "./routes/events.ts";
+import { healthRoutes } from "./routes/health.ts";
+import { identityRoutes } from "./routes/identities.ts";
+import { stateRoutes } from "./routes/state.ts";
+import { tokenRoutes } from "./routes/tokens.ts";
+
+/** Largest request body accepted. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+const PUBLIC_PATHS = new Set(["/v1/health", "/v1/openapi.json"]);
+
+/** Options of {@linkcode createApp}. */
+export interface AppOptions {
+  /** The failed-authentication limiter (tests pass their own clock). */
+  limiter?: FailureLimiter;
+}
+
+/** Builds the API app for `ctx`. */
+export function createApp(ctx: ApiContext, options: AppOptions = {}): OpenAPIHono<ApiEnv> {
+  const app = new OpenAPIHono<ApiEnv>({
+    defaultHook: (result, c) => {
+      if (!result.success) {
+        const issues = result.error.issues.map((i) => (i.path.length ? `${i.path.join(".")}: ` : "") + i.message);
+        return errorResponse(c, 400, "invalid_request", issues.join("; "));
+      }
+    },
+  });
+  const auth = bearerAuth(ctx.node.tokens, options.limiter ?? new FailureLimiter());
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) => errorResponse(c, 413, "body_too_large", `The request body exceeds ${MAX_BODY_BYTES} bytes`),
+    }),
+  );
+  app.use("/v1/*", (c, next) => (PUBLIC_PATHS.has(c.req.path) ? next() : auth(c, next)));
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
+
+  healthRoutes(app);
+  stateRoutes(app, ctx);
+  identityRoutes(app, ctx);
+  tokenRoutes(app, ctx);
+  eventRoutes(app, ctx);
+
+  app.doc31("/v1/openapi.json", {
+    openapi: "3.1.0",
+    info: { title: "NewZoneCore node API", version: VERSION },
+  });
+  app.notFound((c) => errorResponse(c, 404, "not_found", `No route ${c.req.method} ${c.req.path}`));
+  app.onError(onError);
+  return app;
+}

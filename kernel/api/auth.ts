@@ -1,0 +1,100 @@
+/**
+ * Bearer-token authentication with a limit on failed attempts: after
+ * `maxFailures` failures within `windowMs` from one client, that client gets
+ * 429 until `blockMs` has passed. Tokens are verified by the node's
+ * {@linkcode TokenStore}.
+ *
+ * @module
+ */
+
+import type { MiddlewareHandler } from "hono";
+import type { TokenStore } from "../node/tokens.ts";
+import { errorResponse } from "./errors.ts";
+
+/** Limits of failed authentication. */
+export interface AuthLimits {
+  maxFailures: number;
+  windowMs: number;
+  blockMs: number;
+}
+
+/** Default limits: 10 failures a minute block the client for a minute. */
+export const DEFAULT_AUTH_LIMITS: AuthLimits = { maxFailures: 10, windowMs: 60_000, blockMs: 60_000 };
+
+interface Failures {
+  count: number;
+  since: number;
+  blockedUntil: number;
+}
+
+/** Counts failed attempts per client. */
+export class FailureLimiter {
+  #limits: AuthLimits;
+  #now: () => number;
+  #clients = new Map<string, Failures>();
+
+  constructor(limits: AuthLimits = DEFAULT_AUTH_LIMITS, now: () => number = Date.now) {
+    this.#limits = limits;
+    this.#now = now;
+  }
+
+  /** Milliseconds `client` must still wait, or 0. */
+  blockedFor(client: string): number {
+    const f = this.#clients.get(client);
+    return f ? Math.max(0, f.blockedUntil - this.#now()) : 0;
+  }
+
+  /** Records one failure of `client`. */
+  fail(client: string): void {
+    const now = this.#now();
+    let f = this.#clients.get(client);
+    if (!f || now - f.since > this.#limits.windowMs) {
+      f = { count: 0, since: now, blockedUntil: 0 };
+      this.#clients.set(client, f);
+    }
+    if (++f.count >= this.#limits.maxFailures) f.blockedUntil = now + this.#limits.blockMs;
+    if (this.#clients.size > 10_000) this.#prune(now);
+  }
+
+  #prune(now: number): void {
+    for (const [client, f] of this.#clients) {
+      if (f.blockedUntil < now && now - f.since > this.#limits.windowMs) this.#clients.delete(client);
+    }
+  }
+}
+
+/** The client's address as Deno.serve reports it, or "unix" for the socket. */
+export function clientOf(env: unknown): string {
+  const addr = (env as { remoteAddr?: Deno.Addr } | undefined)?.remoteAddr;
+  if (addr && "hostname" in addr) return addr.hostname;
+  return "unix";
+}
+
+/** Middleware that requires `Authorization: Bearer <token>`. */
+export function bearerAuth(tokens: TokenStore, limiter: FailureLimiter): MiddlewareHandler {
+  return async (c, next) => {
+    const client = clientOf(c.env);
+    const wait = limiter.blockedFor(client);
+    if (wait > 0) {
+      c.header("Retry-After", String(Math.ceil(wait / 1000)));
+      return errorResponse(c, 429, "rate_limited", "Too many failed authentications; try again later");
+    }
+    const header = c.req.header("authorization");
+    const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+    const result = tokens.verify(match?.[1]);
+    if (!result.ok) {
+      limiter.fail(client);
+      c.header("WWW-Authenticate", 'Bearer realm="nzcore"');
+      const message = {
+        missing: "A bearer token is required",
+        malformed: "The bearer token is malformed",
+        unknown: "The bearer token is not valid",
+        expired: "The bearer token has expired",
+        revoked: "The bearer token was revoked",
+      }[result.reason];
+      return errorResponse(c, 401, `token_${result.reason}`, message);
+    }
+    c.set("token" as never, result.info as never);
+    await next();
+  };
+}

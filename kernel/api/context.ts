@@ -1,0 +1,30 @@
+/**
+ * What the API's routes are given: the node and facts about its listeners.
+ *
+ * @module
+ */
+
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { Node } from "../node/node.ts";
+import type { PermissionReport } from "../node/permissions.ts";
+
+/** Facts the routes read beyond the node itself. */
+export interface ApiContext {
+  node: Node;
+  /** The addresses the API listens on, once known. */
+  listeners: { tcp: string | null; socket: string | null };
+  /** The Deno permissions the process holds (queried once at start). */
+  permissions: PermissionReport;
+}
+
+/** The Hono environment of the API app. */
+export type ApiEnv = { Bindings: Deno.ServeHandlerInfo | undefined };
+
+/** The app type every route file registers on. */
+export type ApiApp = OpenAPIHono<ApiEnv>;
+
+/** Responses that every authenticated route may return. */
+export const AUTH_RESPONSES = {
+  401: { description: "Missing, malformed, unknown, expired or revoked token" },
+  429: { description: "Too many failed authentications" },
+} as const;

@@ -1,0 +1,170 @@
+/**
+ * The node without its network face: it takes the data directory's lock,
+ * unseals (or on first start creates) the master key, opens the encrypted
+ * store, loads the identities, tokens and event log, and runs the event bus.
+ * `kernel/daemon.ts` adds the API listeners and signal handling.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import type { ScryptParams } from "../crypto/mod.ts";
+import { IdentityStore } from "../identity/identities.ts";
+import type { Identity } from "../identity/identity.ts";
+import { BlobStore } from "../storage/blob_store.ts";
+import { EncryptedStore } from "../storage/encrypted_kv.ts";
+import { EventLog, type Signer } from "../storage/event_log.ts";
+import { type DirectoryLock, lockDirectory } from "../storage/lock.ts";
+import { createMasterKey, hasMasterKey, type MasterKeyMode, masterKeyMode, openMasterKey } from "../storage/master_key.ts";
+import { wipe } from "../bytes.ts";
+import { EventBus } from "./event_bus.ts";
+import { FILES } from "./config.ts";
+import { TokenStore } from "./tokens.ts";
+
+/** The version of this node software. */
+export const VERSION = "0.1.0";
+
+/** Options of {@linkcode Node.open}. */
+export interface NodeOptions {
+  /** The data directory (created with mode 0700 when missing). */
+  dataDir: string;
+  /** Seals a new master key, or unseals one sealed by a passphrase. */
+  passphrase?: string;
+  /** scrypt parameters for a new passphrase seal (tests use small ones). */
+  scrypt?: ScryptParams;
+  /** Name of the first identity (default "default"). */
+  identityName?: string;
+  /** Sign the event log's head every this many entries (default 64). */
+  checkpointEvery?: number;
+}
+
+/** Storage figures of `/v1/state`. */
+export interface StorageState {
+  path: string;
+  bytes: number;
+  keyMode: MasterKeyMode;
+  logEntries: number;
+}
+
+/** A running node's kernel. */
+export class Node {
+  readonly dataDir: string;
+  /** Whether this open created the data directory's keys. */
+  readonly created: boolean;
+  readonly startedAt: number;
+  readonly keyMode: MasterKeyMode;
+  readonly store: EncryptedStore;
+  readonly identities: IdentityStore;
+  readonly tokens: TokenStore;
+  readonly log: EventLog;
+  readonly blobs: BlobStore;
+  readonly bus: EventBus;
+  #lock: DirectoryLock;
+  #closed = false;
+
+  private constructor(init: {
+    dataDir: string;
+    created: boolean;
+    keyMode: MasterKeyMode;
+    lock: DirectoryLock;
+    store: EncryptedStore;
+    identities: IdentityStore;
+    tokens: TokenStore;
+    log: EventLog;
+    bus: EventBus;
+  }) {
+    this.dataDir = init.dataDir;
+    this.created = init.created;
+    this.keyMode = init.keyMode;
+    this.#lock = init.lock;
+    this.store = init.store;
+    this.identities = init.identities;
+    this.tokens = init.tokens;
+    this.log = init.log;
+    this.bus = init.bus;
+    this.blobs = new BlobStore(init.store);
+    this.startedAt = Date.now();
+  }
+
+  /**
+   * Opens the node in `options.dataDir`, creating everything on first use.
+   *
+   * @throws {StorageLockedError} when another node holds the directory.
+   * @throws {WrongKeyError} when the passphrase or key file does not unseal the master key.
+   * @throws {CorruptFileError} when a key file is malformed.
+   */
+  static async open(options: NodeOptions): Promise<Node> {
+    const dataDir = options.dataDir;
+    await Deno.mkdir(dataDir, { recursive: true, mode: 0o700 });
+    const lock = await lockDirectory(dataDir);
+    let store: EncryptedStore | undefined;
+    try {
+      const created = !(await hasMasterKey(dataDir));
+      const master = created
+        ? await createMasterKey(dataDir, { passphrase: options.passphrase, scrypt: options.scrypt })
+        : await openMasterKey(dataDir, { passphrase: options.passphrase });
+      const keyMode = await masterKeyMode(dataDir);
+      try {
+        store = await EncryptedStore.open(join(dataDir, FILES.store), master);
+      } finally {
+        wipe(master);
+      }
+      await store.collectGarbage();
+      const identities = await IdentityStore.open(store);
+      if (identities.size === 0) await identities.create(options.identityName ?? "default");
+      const tokens = await TokenStore.open(store.namespace(["system"]));
+      const signer: Signer = {
+        get publicKey() {
+          return identities.active().publicKey;
+        },
+        sign: (message) => identities.active().sign(message),
+      };
+      const log = await EventLog.open(store, "node", signer, { checkpointEvery: options.checkpointEvery });
+      const bus = new EventBus();
+      const node = new Node({ dataDir, created, keyMode, lock, store, identities, tokens, log, bus });
+      await node.record("node.started", { version: VERSION, identity: identities.active().did });
+      return node;
+    } catch (error) {
+      store?.close();
+      lock.release();
+      throw error;
+    }
+  }
+
+  /** The active identity. */
+  get identity(): Identity {
+    return this.identities.active();
+  }
+
+  /** Appends an event to the signed log and publishes it on the bus. */
+  async record(type: string, data: Record<string, unknown>): Promise<void> {
+    await this.log.append(type, data);
+    this.bus.publish(type, data);
+  }
+
+  /** Checks the node's event log against the keys of every identity of the node. */
+  verifyLog() {
+    return this.log.verify({ publicKeys: this.identities.list().map((i) => this.identities.resolve(i.nodeId).publicKey) });
+  }
+
+  /** Storage figures. */
+  async storage(): Promise<StorageState> {
+    const stats = await this.store.stats();
+    return { path: this.dataDir, bytes: stats.bytes, keyMode: this.keyMode, logEntries: this.log.length };
+  }
+
+  /** Stops the node: signs the log's head, closes the store, wipes keys and releases the lock. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      await this.record("node.stopped", {});
+      await this.log.checkpoint();
+    } finally {
+      this.bus.close();
+      this.identities.close();
+      this.store.close();
+      this.#lock.release();
+    }
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * API bearer tokens. A token is `nzt_` followed by 43 base64url characters
+ * (32 random bytes); the node stores only its SHA-256, sealed in the
+ * `["system"]` namespace, and shows the token once, when it is created.
+ * Verified tokens are cached in memory by hash, so a request costs one hash
+ * and one map lookup.
+ *
+ * @module
+ */
+
+import { fromUtf8, toBase64Url, toHex, utf8 } from "../bytes.ts";
+import { randomBytes, sha256 } from "../crypto/mod.ts";
+import { NotFoundError } from "../errors.ts";
+import type { Namespace } from "../storage/encrypted_kv.ts";
+
+/** What is stored and shown of a token (never the token itself). */
+export interface TokenInfo {
+  id: string;
+  name: string;
+  created: number;
+  /** Milliseconds since the epoch; absent for tokens that never expire. */
+  expires?: number;
+  revoked?: number;
+}
+
+/** A newly created token: the only time its secret is seen. */
+export interface CreatedToken extends TokenInfo {
+  token: string;
+}
+
+/** Why a token was refused. */
+export type TokenRefusal = "missing" | "malformed" | "unknown" | "expired" | "revoked";
+
+const TOKEN = /^nzt_[A-Za-z0-9_-]{43}$/;
+
+function hashOf(token: string): string {
+  return toHex(sha256(utf8(token)));
+}
+
+/** The node's API tokens. */
+export class TokenStore {
+  #ns: Namespace;
+  #now: () => number;
+  #byHash = new Map<string, TokenInfo>();
+
+  private constructor(ns: Namespace, now: () => number) {
+    this.#ns = ns;
+    this.#now = now;
+  }
+
+  /** Loads every token record from `ns`. */
+  static async open(ns: Namespace, options: { now?: () => number } = {}): Promise<TokenStore> {
+    const store = new TokenStore(ns, options.now ?? Date.now);
+    for await (const { key, value } of ns.list<TokenInfo>(["token"])) {
+      store.#byHash.set(String(key[1]), value);
+    }
+    return store;
+  }
+
+  /** Creates a token; `ttlMs` bounds its life. */
+  async create(name: string, options: { ttlMs?: number; persist?: boolean } = {}): Promise<CreatedToken> {
+    const secret = randomBytes(32);
+    const token = "nzt_" + toBase64Url(secret);
+    secret.fill(0);
+    const info: TokenInfo = { id: toHex(randomBytes(8)), name, created: this.#now() };
+    if (options.ttlMs !== undefined) info.expires = info.created + options.ttlMs;
+    const hash = hashOf(token);
+    if (options.persist ?? true) await this.#ns.set(["token", hash], info);
+    this.#byHash.set(hash, info);
+    return { ...info, token };
+  }
+
+  /** Every token, newest first, revoked and expired ones included. */
+  list(): TokenInfo[] {
+    return [...this.#byHash.values()].sort((a, b) => b.created - a.created);
+  }
+
+  /** Revokes token `id`. @throws {NotFoundError} when there is none. */
+  async revoke(id: string): Promise<TokenInfo> {
+    for (const [hash, info] of this.#byHash) {
+      if (info.id !== id) continue;
+      const revoked = { ...info, revoked: info.revoked ?? this.#now() };
+      await this.#ns.set(["token", hash], revoked);
+      this.#byHash.set(hash, revoked);
+      return revoked;
+    }
+    throw new NotFoundError(`No token with id ${id}`);
+  }
+
+  /** Checks a presented token: its record, or why it is refused. */
+  verify(token: string | undefined): { ok: true; info: TokenInfo } | { ok: false; reason: TokenRefusal } {
+    if (!token) return { ok: false, reason: "missing" };
+    if (!TOKEN.test(token)) return { ok: false, reason: "malformed" };
+    const info = this.#byHash.get(hashOf(token));
+    if (!info) return { ok: false, reason: "unknown" };
+    if (info.revoked !== undefined) return { ok: false, reason: "revoked" };
+    if (info.expires !== undefined && this.#now() >= info.expires) return { ok: false, reason: "expired" };
+    return { ok: true, info };
+  }
+}
+
+/** Reads a token file written by the node, trimming whitespace. */
+export async function readTokenFile(path: string): Promise<string> {
+  return fromUtf8(await Deno.readFile(path)).trim();
+}
