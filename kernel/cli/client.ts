@@ -1,0 +1,108 @@
+/**
+ * The CLI's client of a running node: HTTP over the Unix socket in the data
+ * directory, authenticated with the local admin token that the node writes
+ * there (mode 0600) at every start.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { FILES } from "../node/config.ts";
+
+/** No node runs for the data directory, or it cannot be reached. */
+export class NoNodeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "NoNodeError";
+  }
+}
+
+/** An error response from the API. */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** A client of one node's API. */
+export class NodeClient implements Disposable {
+  readonly dataDir: string;
+  #http: Deno.HttpClient;
+  #token: string;
+
+  private constructor(dataDir: string, http: Deno.HttpClient, token: string) {
+    this.dataDir = dataDir;
+    this.#http = http;
+    this.#token = token;
+  }
+
+  /**
+   * Connects to the node of `dataDir`.
+   *
+   * @throws {NoNodeError} when no node runs there.
+   */
+  static async connect(dataDir: string): Promise<NodeClient> {
+    const socket = join(dataDir, FILES.socket);
+    const notRunning = `No node is running for ${dataDir} (start one with: nzcore start --data-dir ${dataDir})`;
+    let token: string;
+    try {
+      await Deno.lstat(socket);
+      token = (await Deno.readTextFile(join(dataDir, FILES.adminToken))).trim();
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) throw new NoNodeError(notRunning);
+      if (error instanceof Deno.errors.PermissionDenied) {
+        throw new NoNodeError(`Cannot read the admin token in ${dataDir}: only the directory's owner can use this node`);
+      }
+      throw error;
+    }
+    const http = Deno.createHttpClient({ proxy: { transport: "unix", path: socket } });
+    return new NodeClient(dataDir, http, token);
+  }
+
+  /** Sends a request; returns the parsed JSON body. @throws {ApiError} on an error status. */
+  async request<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+    const response = await this.fetch(path, {
+      method,
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await response.text();
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      throw new ApiError(response.status, "bad_response", `The node answered ${response.status} with a non-JSON body`);
+    }
+    if (!response.ok) {
+      const error = (json as { error?: { code?: string; message?: string } })?.error;
+      throw new ApiError(response.status, error?.code ?? "unknown", error?.message ?? `HTTP ${response.status}`);
+    }
+    return json as T;
+  }
+
+  /** A raw authenticated fetch (for streams). */
+  async fetch(path: string, init: RequestInit = {}): Promise<Response> {
+    const headers = new Headers(init.headers);
+    headers.set("authorization", `Bearer ${this.#token}`);
+    try {
+      return await fetch(`http://nzcore${path}`, { ...init, headers, client: this.#http });
+    } catch (error) {
+      throw new NoNodeError(
+        `No node answers on ${join(this.dataDir, FILES.socket)} (${(error as Error).message}); is it running?`,
+      );
+    }
+  }
+
+  close(): void {
+    this.#http.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * A whole running node: the kernel ({@linkcode Node}), the API on TCP and
+ * the Unix socket, the local admin token, a periodic log checkpoint, and a
+ * clean stop on SIGINT and SIGTERM.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { utf8 } from "./bytes.ts";
+import { createApp } from "./api/app.ts";
+import { serveApi } from "./api/server.ts";
+import { FILES, type HostPort } from "./node/config.ts";
+import { Node, type NodeOptions } from "./node/node.ts";
+import { queryPermissions } from "./node/permissions.ts";
+import { writeFileAtomic } from "./storage/master_key.ts";
+
+/** Options of {@linkcode startDaemon}. */
+export interface DaemonOptions extends NodeOptions {
+  /** TCP address of the API; `null` for none. */
+  api: HostPort | null;
+  /** Serve the API on the Unix socket too (default true). */
+  socket?: boolean;
+  /** Checkpoint the event log this often (default 5 minutes). */
+  checkpointMs?: number;
+}
+
+/** A running daemon. */
+export interface Daemon {
+  node: Node;
+  api: { tcp: string | null; socket: string | null };
+  /** Path of the local admin token file. */
+  adminTokenPath: string;
+  /** Resolves when the daemon has stopped. */
+  finished: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Starts a node and its API; stop it with `stop()` or a signal. */
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  const node = await Node.open(options);
+  const listeners = { tcp: null as string | null, socket: null as string | null };
+  let servers;
+  const adminTokenPath = join(node.dataDir, FILES.adminToken);
+  try {
+    const { all: permissions } = await queryPermissions();
+    const app = createApp({ node, listeners, permissions });
+    const admin = await node.tokens.create("local-admin", { persist: false });
+    await writeFileAtomic(adminTokenPath, utf8(admin.token + "\n"), 0o600);
+    servers = await serveApi(app.fetch, {
+      tcp: options.api,
+      socketPath: options.socket === false ? null : join(node.dataDir, FILES.socket),
+    });
+    listeners.tcp = servers.tcp;
+    listeners.socket = servers.socket;
+    await writeFileAtomic(
+      join(node.dataDir, FILES.apiInfo),
+      utf8(JSON.stringify({ pid: Deno.pid, tcp: servers.tcp, socket: servers.socket }) + "\n"),
+      0o600,
+    );
+  } catch (error) {
+    await node.close().catch(() => {});
+    throw error;
+  }
+  const timer = setInterval(() => {
+    node.log.checkpoint().catch((error) => console.error("nzcore: cannot checkpoint the event log:", error));
+  }, options.checkpointMs ?? 5 * 60_000);
+  let resolveFinished!: () => void;
+  const finished = new Promise<void>((resolve) => (resolveFinished = resolve));
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      clearInterval(timer);
+      Deno.removeSignalListener("SIGINT", stop);
+      Deno.removeSignalListener("SIGTERM", stop);
+      node.bus.close();
+      await servers.shutdown();
+      await Deno.remove(adminTokenPath).catch(() => {});
+      await Deno.remove(join(node.dataDir, FILES.apiInfo)).catch(() => {});
+      await node.close();
+      resolveFinished();
+    })();
+    return stopping;
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  return { node, api: { ...listeners }, adminTokenPath, finished, stop };
+}

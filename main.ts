@@ -1,0 +1,318 @@
+/**
+ * `nzcore`, the command line: `init` and `start` run the node in this
+ * process; every other command talks to the running node over the Unix
+ * socket in its data directory.
+ *
+ * @module
+ */
+
+import { Command, CommanderError, Option } from "commander";
+import { NoNodeError, NodeClient } from "./kernel/cli/client.ts";
+import { startDaemon } from "./kernel/daemon.ts";
+import {
+  DEFAULT_API,
+  ENV_PASSPHRASE,
+  parseHostPort,
+  passphraseFromEnv,
+  resolveDataDir,
+} from "./kernel/node/config.ts";
+import { Node, VERSION } from "./kernel/node/node.ts";
+
+interface Globals {
+  dataDir?: string;
+}
+
+function dataDirOf(command: Command): string {
+  return resolveDataDir((command.optsWithGlobals() as Globals).dataDir);
+}
+
+async function withClient<T>(command: Command, fn: (client: NodeClient) => Promise<T>): Promise<T> {
+  using client = await NodeClient.connect(dataDirOf(command));
+  return await fn(client);
+}
+
+function print(value: unknown, json: boolean, human: () => string): void {
+  console.log(json ? JSON.stringify(value, null, 2) : human());
+}
+
+function passphraseOption(): Option {
+  return new Option("--passphrase-env <NAME>", "environment variable holding the passphrase (must start with NZCORE_)");
+}
+
+function formatAge(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.floor(s / 60)}m`;
+  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+}
+
+interface IdentityView {
+  name: string;
+  nodeId: string;
+  did: string;
+  active: boolean;
+}
+
+interface TokenView {
+  id: string;
+  name: string;
+  created: number;
+  expires?: number;
+  revoked?: number;
+  token?: string;
+}
+
+/** Builds the CLI program. */
+export function buildProgram(): Command {
+  const program = new Command("nzcore")
+    .description("NewZoneCore: a self-sovereign P2P edge node")
+    .version(VERSION)
+    .option("--data-dir <DIR>", `data directory (default: $NZCORE_HOME, else ~/.local/share/nzcore)`)
+    .showHelpAfterError()
+    .exitOverride();
+
+  program.command("init")
+    .description("create the data directory, master key and first identity, then exit")
+    .addOption(passphraseOption())
+    .option("--name <NAME>", "name of the first identity", "default")
+    .action(async (opts: { passphraseEnv?: string; name: string }, command: Command) => {
+      const dataDir = dataDirOf(command);
+      const passphrase = opts.passphraseEnv ? passphraseFromEnv(opts.passphraseEnv) : undefined;
+      const node = await Node.open({ dataDir, passphrase, identityName: opts.name });
+      const { did, nodeId } = node.identity;
+      const created = node.created;
+      await node.close();
+      console.log(created ? "Created a new node." : "The node exists already.");
+      console.log(`  identity: ${did}\n  node id:  ${nodeId}\n  data:     ${dataDir}`);
+    });
+
+  program.command("start")
+    .description("run the node in the foreground until SIGINT or SIGTERM")
+    .addOption(passphraseOption())
+    .option("--api <HOST:PORT>", "TCP address of the HTTP API", DEFAULT_API)
+    .option("--no-api", "serve the API on the Unix socket only")
+    .option("--name <NAME>", "name of the first identity, on first start", "default")
+    .action(async (opts: { passphraseEnv?: string; api: string | false; name: string }, command: Command) => {
+      const dataDir = dataDirOf(command);
+      const passphrase = opts.passphraseEnv ? passphraseFromEnv(opts.passphraseEnv) : undefined;
+      const api = opts.api === false ? null : parseHostPort(opts.api);
+      const daemon = await startDaemon({ dataDir, passphrase, api, identityName: opts.name });
+      const { node } = daemon;
+      console.log(`nzcore ${VERSION} ${node.created ? "created a new node" : "started"}`);
+      console.log(`  identity: ${node.identity.did}`);
+      console.log(`  node id:  ${node.identity.nodeId}`);
+      console.log(`  data:     ${dataDir} (master key sealed by ${node.keyMode === "keyfile" ? "key file" : "passphrase"})`);
+      if (daemon.api.tcp) console.log(`  api:      http://${daemon.api.tcp}/v1 (bearer token required)`);
+      console.log(`  socket:   ${daemon.api.socket}`);
+      console.log(`  admin:    token in ${daemon.adminTokenPath}`);
+      console.log("ready");
+      await daemon.finished;
+      console.log("stopped");
+    });
+
+  program.command("state")
+    .description("show the running node's state")
+    .option("--json", "print JSON")
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const s = await client.request<{
+          version: string;
+          pid: number;
+          uptimeMs: number;
+          identity: IdentityView;
+          identities: number;
+          api: { tcp: string | null; socket: string | null };
+          permissions: Record<string, string>;
+          storage: { path: string; bytes: number; keyMode: string; logEntries: number };
+          memory: { rss: number };
+        }>("GET", "/v1/state");
+        print(s, !!opts.json, () =>
+          [
+            `nzcore ${s.version} (pid ${s.pid}, up ${formatAge(s.uptimeMs)})`,
+            `identity:    ${s.identity.name} ${s.identity.did}`,
+            `node id:     ${s.identity.nodeId}`,
+            `identities:  ${s.identities}`,
+            `api:         ${s.api.tcp ? `http://${s.api.tcp}` : "(no TCP)"}  ${s.api.socket ?? ""}`,
+            `storage:     ${s.storage.path}, ${(s.storage.bytes / 1024).toFixed(0)} KiB, key ${s.storage.keyMode}, ${s.storage.logEntries} log entries`,
+            `memory:      ${(s.memory.rss / 2 ** 20).toFixed(1)} MiB resident`,
+            `permissions: ${Object.entries(s.permissions).map(([k, v]) => `${k}=${v}`).join(" ")}`,
+          ].join("\n"));
+      });
+    });
+
+  const identity = program.command("identity").description("manage the node's identities (profiles)");
+  identity.command("list")
+    .description("list identities")
+    .option("--json", "print JSON")
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const list = await client.request<IdentityView[]>("GET", "/v1/identities");
+        print(list, !!opts.json, () =>
+          list.map((i) => `${i.active ? "*" : " "} ${i.name.padEnd(16)} ${i.nodeId.slice(0, 16)}  ${i.did}`).join(
+            "\n",
+          ));
+      });
+    });
+  identity.command("create <name>")
+    .description("create an identity")
+    .option("--activate", "make it the active identity")
+    .option("--json", "print JSON")
+    .action(async (name: string, opts: { activate?: boolean; json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const created = await client.request<IdentityView>("POST", "/v1/identities", {
+          name,
+          activate: opts.activate,
+        });
+        print(created, !!opts.json, () => `Created identity ${created.name}: ${created.did}`);
+      });
+    });
+  identity.command("switch <ref>")
+    .description("make an identity (name, did, node id or prefix) the active one")
+    .action(async (ref: string, _opts: unknown, command: Command) => {
+      await withClient(command, async (client) => {
+        const active = await client.request<IdentityView>("POST", `/v1/identities/${encodeURIComponent(ref)}/activate`);
+        console.log(`Active identity: ${active.name} ${active.did}`);
+      });
+    });
+  identity.command("export <ref>")
+    .description("export an identity to a file sealed by a passphrase")
+    .requiredOption("--out <FILE>", "file to write (created with mode 0600)")
+    .addOption(passphraseOption().default(ENV_PASSPHRASE))
+    .action(async (ref: string, opts: { out: string; passphraseEnv: string }, command: Command) => {
+      const passphrase = passphraseFromEnv(opts.passphraseEnv);
+      await withClient(command, async (client) => {
+        const result = await client.request<{ did: string; file: string }>(
+          "POST",
+          `/v1/identities/${encodeURIComponent(ref)}/export`,
+          { passphrase },
+        );
+        await Deno.writeTextFile(opts.out, result.file, { mode: 0o600, createNew: true });
+        console.log(`Exported ${result.did} to ${opts.out}`);
+      });
+    });
+  identity.command("import <file>")
+    .description("import an identity from an export file")
+    .addOption(passphraseOption().default(ENV_PASSPHRASE))
+    .option("--name <NAME>", "name it differently on this node")
+    .option("--activate", "make it the active identity")
+    .action(
+      async (file: string, opts: { passphraseEnv: string; name?: string; activate?: boolean }, command: Command) => {
+        const passphrase = passphraseFromEnv(opts.passphraseEnv);
+        const text = await Deno.readTextFile(file);
+        await withClient(command, async (client) => {
+          const imported = await client.request<IdentityView>("POST", "/v1/identities/import", {
+            file: text,
+            passphrase,
+            name: opts.name,
+            activate: opts.activate,
+          });
+          console.log(`Imported identity ${imported.name}: ${imported.did}`);
+        });
+      },
+    );
+
+  const token = program.command("token").description("manage API tokens");
+  token.command("create <name>")
+    .description("create an API token (shown once)")
+    .option("--expires <SECONDS>", "lifetime in seconds", (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n <= 0) throw new RangeError(`Invalid --expires "${v}": expected whole seconds`);
+      return n;
+    })
+    .option("--json", "print JSON")
+    .action(async (name: string, opts: { expires?: number; json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const created = await client.request<TokenView>("POST", "/v1/tokens", { name, expiresIn: opts.expires });
+        print(created, !!opts.json, () => `${created.token}\n(token ${created.id} "${created.name}"; shown only once)`);
+      });
+    });
+  token.command("list")
+    .description("list API tokens")
+    .option("--json", "print JSON")
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const list = await client.request<TokenView[]>("GET", "/v1/tokens");
+        print(list, !!opts.json, () =>
+          list.map((t) => {
+            const status = t.revoked
+              ? "revoked"
+              : t.expires && t.expires <= Date.now()
+              ? "expired"
+              : t.expires
+              ? `expires ${new Date(t.expires).toISOString()}`
+              : "active";
+            return `${t.id}  ${t.name.padEnd(20)} ${status}`;
+          }).join("\n"));
+      });
+    });
+  token.command("revoke <id>")
+    .description("revoke an API token")
+    .action(async (id: string, _opts: unknown, command: Command) => {
+      await withClient(command, async (client) => {
+        await client.request("DELETE", `/v1/tokens/${encodeURIComponent(id)}`);
+        console.log(`Revoked token ${id}`);
+      });
+    });
+
+  program.command("events")
+    .description("follow the node's live events until interrupted")
+    .option("--json", "print each event as one JSON line")
+    .option("--types <PREFIXES>", "comma-separated type prefixes to show")
+    .action(async (opts: { json?: boolean; types?: string }, command: Command) => {
+      await withClient(command, async (client) => {
+        const query = opts.types ? `?types=${encodeURIComponent(opts.types)}` : "";
+        const response = await client.fetch(`/v1/events${query}`);
+        if (!response.ok || !response.body) throw new Error(`The node refused the event stream: ${response.status}`);
+        let buffer = "";
+        for await (const chunk of response.body.pipeThrough(new TextDecoderStream())) {
+          buffer += chunk;
+          let end;
+          while ((end = buffer.indexOf("\n\n")) >= 0) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("");
+            if (!data) continue;
+            const event = JSON.parse(data);
+            if (opts.json) console.log(JSON.stringify(event));
+            else console.log(`${new Date(event.time).toISOString()} ${event.type} ${JSON.stringify(event.data)}`);
+          }
+        }
+      });
+    });
+
+  program.command("log")
+    .description("the node's signed event log")
+    .command("verify")
+    .description("verify the hash chain and signatures of the event log")
+    .option("--json", "print JSON")
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const report = await client.request<{ ok: boolean; entries: number; checkpoints: number; problems: string[] }>(
+          "GET",
+          "/v1/log/verify",
+        );
+        print(report, !!opts.json, () =>
+          report.ok
+            ? `The log verifies: ${report.entries} entries, ${report.checkpoints} signed checkpoints`
+            : `The log does NOT verify:\n${report.problems.map((p) => `  - ${p}`).join("\n")}`);
+        if (!report.ok) Deno.exitCode = 1;
+      });
+    });
+
+  return program;
+}
+
+if (import.meta.main) {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(Deno.args, { from: "user" });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      Deno.exit(error.exitCode);
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    console.error(`nzcore: ${message}`);
+    Deno.exit(error instanceof NoNodeError ? 3 : 1);
+  }
+}
+
