@@ -48,10 +48,17 @@ export class TokenStore {
     this.#now = now;
   }
 
-  /** Loads every token record from `ns`. */
-  static async open(ns: Namespace, options: { now?: () => number } = {}): Promise<TokenStore> {
+  /**
+   * Loads every token record from `ns`. A record that fails authentication
+   * is skipped (it can authenticate nobody) and reported to `onCorrupt`.
+   */
+  static async open(
+    ns: Namespace,
+    options: { now?: () => number; onCorrupt?: (error: Error) => void } = {},
+  ): Promise<TokenStore> {
     const store = new TokenStore(ns, options.now ?? Date.now);
-    for await (const { key, value } of ns.list<TokenInfo>(["token"])) {
+    const onError = options.onCorrupt ?? ((error: Error) => console.warn(`nzcore: skipping a token: ${error.message}`));
+    for await (const { key, value } of ns.list<TokenInfo>(["token"], { onError })) {
       store.#byHash.set(String(key[1]), value);
     }
     return store;

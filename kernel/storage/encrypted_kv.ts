@@ -66,6 +66,11 @@ export interface Entry<T> {
 export interface ListOptions {
   /** Stop after this many entries. */
   limit?: number;
+  /**
+   * Called with each entry that fails authentication, which is then skipped;
+   * without it, such an entry ends the listing with `IntegrityError`.
+   */
+  onError?: (error: IntegrityError) => void;
 }
 
 interface Sealed {
@@ -284,8 +289,16 @@ export class Namespace {
   async *list<T = unknown>(prefix: Key, options: ListOptions = {}): AsyncGenerator<Entry<T>> {
     const kvPrefix: Deno.KvKey = ["v", this.#nsTag, ...this.#tags(prefix)];
     for await (const entry of this.#kv.list<Uint8Array>({ prefix: kvPrefix }, { limit: options.limit })) {
-      if (!(entry.value instanceof Uint8Array)) throw new IntegrityError("A listed stored value is malformed");
-      yield await this.#decodeRecord<T>(entry.key, entry.value);
+      let decoded: Entry<T>;
+      try {
+        if (!(entry.value instanceof Uint8Array)) throw new IntegrityError("A listed stored value is malformed");
+        decoded = await this.#decodeRecord<T>(entry.key, entry.value);
+      } catch (error) {
+        if (!(error instanceof IntegrityError) || !options.onError) throw error;
+        options.onError(error);
+        continue;
+      }
+      yield decoded;
     }
   }
 

@@ -1,0 +1,30 @@
+/**
+ * The NewZoneCore kernel: identity, encrypted storage, the node and its API.
+ *
+ * ```ts ignore
+ * import { startDaemon } from "./mod.ts";
+ *
+ * const daemon = await startDaemon({ dataDir: "./.data", api: { hostname: "127.0.0.1", port: 0 } });
+ * console.log(daemon.node.identity.did, daemon.api.tcp);
+ * await daemon.stop();
+ * ```
+ *
+ * @module
+ */
+
+export * from "./errors.ts";
+export * from "./crypto/mod.ts";
+export { type Entry, EncryptedStore, type Key, type KeyPart, type ListOptions, Namespace } from "./storage/encrypted_kv.ts";
+export { type Checkpoint, EventLog, type LogEntry, type Signer, type VerifyReport } from "./storage/event_log.ts";
+export { type BlobInfo, BlobStore } from "./storage/blob_store.ts";
+export { createMasterKey, type MasterKeyMode, type MasterKeyOptions, openMasterKey } from "./storage/master_key.ts";
+export { decodeDidKey, encodeDidKey } from "./identity/did.ts";
+export { Identity, type IdentityInfo, nodeIdOf } from "./identity/identity.ts";
+export { IdentityStore } from "./identity/identities.ts";
+export { type CreatedToken, type TokenInfo, TokenStore } from "./node/tokens.ts";
+export { EventBus, type NodeEvent } from "./node/event_bus.ts";
+export { Node, type NodeOptions, VERSION } from "./node/node.ts";
+export { parseHostPort, resolveDataDir } from "./node/config.ts";
+export { createApp } from "./api/app.ts";
+export { type Daemon, type DaemonOptions, startDaemon } from "./daemon.ts";
+export { NodeClient } from "./cli/client.ts";
