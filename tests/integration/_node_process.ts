@@ -5,10 +5,11 @@
  * @module
  */
 
-import { fromFileUrl, join } from "node:path";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 /** The project root. */
-export const ROOT: string = fromFileUrl(new URL("../../", import.meta.url));
+export const ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
 
 /** The flags of the node's permission profile, as the tasks pass them. */
 export const PROFILE = ["run", "-P=nzcore", "--no-prompt", "--quiet"];
