@@ -216,11 +216,12 @@ export class EventLog {
       problems.push("the head does not match the last entry");
     }
     let stored = 0;
-    for await (const _ of this.#ns.list(["e"])) stored++;
+    for await (const _ of this.#ns.list(["e"], { onError: () => stored++ })) stored++;
     if (stored > count) problems.push(`${stored - count} entries lie past the head: the head was rolled back`);
     let checkpoints = 0;
     try {
-      for await (const { value: cp } of this.#ns.list<Checkpoint>(["cp"])) {
+      const onError = (error: Error) => problems.push(`a checkpoint: ${error.message}`);
+      for await (const { value: cp } of this.#ns.list<Checkpoint>(["cp"], { onError })) {
         checkpoints++;
         if (!trusted.has(toHex(cp.publicKey))) {
           problems.push(`checkpoint at entry ${cp.seq} is signed by an untrusted key`);
