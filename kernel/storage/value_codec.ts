@@ -7,6 +7,7 @@
  */
 
 import { decode, encode } from "cborg";
+import { bigIntDecoder, bigNegIntDecoder, negativeZeroEncoder, structBigIntEncoder } from "cborg/taglib";
 import { concat, utf8 } from "../bytes.ts";
 
 /** One part of a storage key, as in Deno KV. */
@@ -14,9 +15,27 @@ export type KeyPart = string | number | bigint | boolean | Uint8Array;
 /** A storage key: a non-empty list of parts. */
 export type Key = readonly KeyPart[];
 
+/** Refuses a Map whose keys cborg could write but not read back (it decodes maps with string keys only). */
+function stringKeyedMap(map: Map<unknown, unknown>): null {
+  for (const key of map.keys()) {
+    if (typeof key !== "string") {
+      throw new TypeError(`Cannot encode value: a Map key is ${typeof key}, expected string`);
+    }
+  }
+  return null;
+}
+
+// A bigint is always a bignum (RFC 8949 section 3.4.3, tags 2 and 3) and -0 a
+// float, so both decode as what was stored: by default cborg writes 5n as the
+// integer 5 and -0 as 0, and a key listed back would then address another key.
+const ENCODE_OPTIONS = {
+  typeEncoders: { bigint: structBigIntEncoder, number: negativeZeroEncoder, Map: stringKeyedMap },
+};
+const DECODE_OPTIONS = { tags: { 2: bigIntDecoder, 3: bigNegIntDecoder } };
+
 /** Encodes any CBOR-representable value. */
 export function encodeValue(value: unknown): Uint8Array {
-  return encode(value);
+  return encode(value, ENCODE_OPTIONS);
 }
 
 /**
@@ -26,7 +45,7 @@ export function encodeValue(value: unknown): Uint8Array {
  */
 export function decodeValue<T = unknown>(bytes: Uint8Array): T {
   try {
-    return decode(bytes) as T;
+    return decode(bytes, DECODE_OPTIONS) as T;
   } catch (error) {
     throw new SyntaxError(`Cannot decode stored value: ${(error as Error).message}`);
   }
