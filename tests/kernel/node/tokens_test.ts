@@ -1,0 +1,63 @@
+import { equal, match, ok, rejects } from "node:assert/strict";
+import { NotFoundError } from "../../../kernel/errors.ts";
+import { TokenStore } from "../../../kernel/node/tokens.ts";
+import { EncryptedStore } from "../../../kernel/storage/encrypted_kv.ts";
+
+async function withStore(fn: (store: EncryptedStore) => Promise<void>) {
+  const store = await EncryptedStore.open(undefined, new Uint8Array(32).fill(9));
+  try {
+    await fn(store);
+  } finally {
+    store.close();
+  }
+}
+
+Deno.test("a created token verifies, survives a reload, and its secret is not stored", async () => {
+  await withStore(async (store) => {
+    const tokens = await TokenStore.open(store.namespace(["system"]));
+    const created = await tokens.create("ci");
+    match(created.token, /^nzt_[A-Za-z0-9_-]{43}$/);
+    ok(tokens.verify(created.token).ok);
+    const again = await TokenStore.open(store.namespace(["system"]));
+    ok(again.verify(created.token).ok);
+    equal(JSON.stringify(again.list()).includes(created.token), false);
+  });
+});
+
+Deno.test("verify() says why a token is refused", async () => {
+  await withStore(async (store) => {
+    let now = 1000;
+    const tokens = await TokenStore.open(store.namespace(["system"]), { now: () => now });
+    const short = await tokens.create("short", { ttlMs: 10 });
+    const gone = await tokens.create("gone");
+    await tokens.revoke(gone.id);
+    const reason = (t: string | undefined) => {
+      const r = tokens.verify(t);
+      return r.ok ? "ok" : r.reason;
+    };
+    equal(reason(undefined), "missing");
+    equal(reason("Bearer"), "malformed");
+    equal(reason("nzt_" + "x".repeat(43)), "unknown");
+    equal(reason(gone.token), "revoked");
+    equal(reason(short.token), "ok");
+    now += 10;
+    equal(reason(short.token), "expired");
+  });
+});
+
+Deno.test("revoking an unknown id throws NotFoundError", async () => {
+  await withStore(async (store) => {
+    const tokens = await TokenStore.open(store.namespace(["system"]));
+    await rejects(tokens.revoke("0000000000000000"), NotFoundError);
+  });
+});
+
+Deno.test("non-persisted tokens vanish on reload", async () => {
+  await withStore(async (store) => {
+    const tokens = await TokenStore.open(store.namespace(["system"]));
+    const local = await tokens.create("local-admin", { persist: false });
+    ok(tokens.verify(local.token).ok);
+    const again = await TokenStore.open(store.namespace(["system"]));
+    equal(again.verify(local.token).ok, false);
+  });
+});
