@@ -96,13 +96,20 @@ async function kekFor(file: MasterFile, dir: string, passphrase: string | undefi
       throw new WrongKeyError("The master key is sealed by a passphrase, and none was given");
     }
     const kdf = file.kdf!;
-    const salt = fromBase64Url(kdf.salt);
-    return await crypto.scrypt(utf8(passphrase.normalize("NFKC")), salt, {
-      N: kdf.N,
-      r: kdf.r,
-      p: kdf.p,
-      dkLen: 32,
-    });
+    try {
+      const salt = fromBase64Url(kdf.salt);
+      return await crypto.scrypt(utf8(passphrase.normalize("NFKC")), salt, {
+        N: kdf.N,
+        r: kdf.r,
+        p: kdf.p,
+        dkLen: 32,
+      });
+    } catch (error) {
+      // a salt that is not base64url or parameters scrypt refuses: the file is malformed
+      throw new CorruptFileError(`${join(dir, MASTER_FILE)} is corrupt: unusable kdf salt or parameters`, {
+        cause: error,
+      });
+    }
   }
   const keyPath = join(dir, KEY_FILE);
   if (!(await exists(keyPath))) {
