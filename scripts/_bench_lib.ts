@@ -1,0 +1,174 @@
+/**
+ * Helpers shared by the benchmark scripts: statistics, a plain text table,
+ * and spawning, polling and stopping server processes on loopback.
+ *
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+
+/** The project root (where deno.json lives), the working directory of every spawned node. */
+export const PROJECT_ROOT: string = fileURLToPath(new URL("..", import.meta.url));
+
+/** The median of `xs` (mean of the two middle values for an even count). */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+/** `x` rounded to `digits` decimals; `null` stays `null`. */
+export function round(x: number, digits = 0): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+/** `x` with thousands separators, no decimals. */
+export function formatInt(x: number): string {
+  return Math.round(x).toLocaleString("en-US");
+}
+
+/** Renders rows under a header; the first column is left-aligned, the others right-aligned. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  ").trimEnd();
+  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** A spawned server process whose output is collected in the background. */
+export interface Server {
+  child: Deno.ChildProcess;
+  /** `performance.now()` just before the spawn. */
+  spawnedAt: number;
+  /** Everything the process printed so far (stdout and stderr interleaved by chunk). */
+  output(): string;
+}
+
+/**
+ * Spawns `Deno.execPath()` with `args` in the project root; stdout and stderr
+ * are drained into a buffer so the process never blocks on a full pipe.
+ */
+export function spawnDeno(args: string[]): Server {
+  const cmd = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: PROJECT_ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  });
+  const spawnedAt = performance.now();
+  const child = cmd.spawn();
+  let text = "";
+  const decoder = new TextDecoder();
+  const drain = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
+  };
+  drain(child.stdout).catch(() => {});
+  drain(child.stderr).catch(() => {});
+  return { child, spawnedAt, output: () => text };
+}
+
+/** The argument list of `deno task start`, with a data directory and API address. */
+export function nodeArgs(dataDir: string, port: number): string[] {
+  return ["run", "-P=nzcore", "--no-prompt", "main.ts", "start", "--data-dir", dataDir, "--api", `127.0.0.1:${port}`];
+}
+
+/** Spawns the node exactly as the `start` task does. */
+export function spawnNode(dataDir: string, port: number): Server {
+  return spawnDeno(nodeArgs(dataDir, port));
+}
+
+/**
+ * Polls `url` every `intervalMs` until it answers 200, and returns the ms
+ * elapsed since the server was spawned.
+ *
+ * @throws {Error} when the process exits first or `timeoutMs` passes.
+ */
+export async function waitFor200(
+  server: Server,
+  url: string,
+  options: { intervalMs?: number; timeoutMs?: number; headers?: HeadersInit } = {},
+): Promise<number> {
+  const { intervalMs = 5, timeoutMs = 15_000 } = options;
+  let exited: Deno.CommandStatus | undefined;
+  server.child.status.then((s) => (exited = s));
+  const deadline = server.spawnedAt + timeoutMs;
+  while (true) {
+    try {
+      const res = await fetch(url, { headers: options.headers, signal: AbortSignal.timeout(2_000) });
+      await res.body?.cancel();
+      if (res.status === 200) return performance.now() - server.spawnedAt;
+    } catch {
+      // not listening yet
+    }
+    if (exited) {
+      throw new Error(`The server exited with code ${exited.code} before answering ${url}:\n${server.output()}`);
+    }
+    if (performance.now() > deadline) {
+      throw new Error(`No 200 from ${url} within ${timeoutMs} ms:\n${server.output()}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/**
+ * Sends SIGTERM and waits for the exit; SIGKILL after `graceMs`.
+ *
+ * @returns the exit status (`signal` is "SIGKILL" when it had to be killed).
+ */
+export async function stop(server: Server, graceMs = 5_000): Promise<Deno.CommandStatus> {
+  try {
+    server.child.kill("SIGTERM");
+  } catch {
+    // already exited
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const killed = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      try {
+        server.child.kill("SIGKILL");
+      } catch {
+        // exited meanwhile
+      }
+      resolve();
+    }, graceMs);
+  });
+  const status = await Promise.race([server.child.status, killed.then(() => server.child.status)]);
+  clearTimeout(timer);
+  return status;
+}
+
+/** Resident set size of process `pid` in bytes, from /proc/PID/status (VmRSS). */
+export async function readRss(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+  if (!match) throw new Error(`No VmRSS line in /proc/${pid}/status`);
+  return Number(match[1]) * 1024;
+}
+
+/** Bytes as MiB with one decimal. */
+export function mib(bytes: number): number {
+  return round(bytes / 2 ** 20, 1);
+}
+
+/** Whether `name` runs from PATH (spawned with `args`; any exit code counts as present). */
+export async function hasProgram(name: string, args: string[] = ["--version"]): Promise<boolean> {
+  try {
+    await new Deno.Command(name, { args, stdout: "null", stderr: "null", stdin: "null" }).output();
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
