@@ -250,6 +250,20 @@ Deno.test("get(), getMany() and list() reject a raw value that is not a byte rec
   }
 });
 
+Deno.test("list() with onError skips and reports each entry that fails authentication", async () => {
+  await using t = await tempStore();
+  const ns = t.store.namespace(["ns"]);
+  for (const k of ["a", "b", "c", "d"]) await ns.set([k], k.toUpperCase());
+  await flipRawByte(t.store.raw, ns.kvKey(["b"]), -1);
+  await t.store.raw.set(ns.kvKey(["d"]), "not a record");
+  const errors: Error[] = [];
+  const listed = await listAll(ns.list([], { onError: (e) => errors.push(e) }));
+  eql(listed, [{ key: ["a"], value: "A" }, { key: ["c"], value: "C" }]);
+  equal(errors.length, 2);
+  ok(errors.every((e) => e instanceof IntegrityError));
+  await rejects(listAll(ns.list([])), IntegrityError);
+});
+
 Deno.test("get() rejects a record with an appended byte", async () => {
   await using t = await tempStore();
   const ns = t.store.namespace(["ns"]);
