@@ -8,7 +8,6 @@
  */
 
 import { nativeProvider } from "./native.ts";
-import { nobleProvider } from "./noble.ts";
 import type { CryptoProvider } from "./provider.ts";
 import { selfTest } from "./self_test.ts";
 
@@ -23,7 +22,10 @@ import { selfTest } from "./self_test.ts";
  * if (crypto.name !== "native" && crypto.name !== "noble") throw new Error("Cannot identify provider");
  * ```
  */
-export const crypto: CryptoProvider = selfTest(nativeProvider) ? nativeProvider : nobleProvider;
+export const crypto: CryptoProvider = selfTest(nativeProvider)
+  ? nativeProvider
+  // Loaded only when needed: noble's curves and hashes cost memory an idle node should not pay.
+  : (await import("./noble.ts")).nobleProvider;
 
 /**
  * SHA-256 (FIPS 180-4) with the default provider.

@@ -24,7 +24,7 @@ export * from "./default.ts";
 export * from "./kdf.ts";
 export * from "./labels.ts";
 export * from "./native.ts";
-export * from "./noble.ts";
+// The noble provider is imported from "./noble.ts" directly: loading it costs memory the native path does not need.
 export * from "./random.ts";
 export * from "./sealed_box.ts";
 export * from "./self_test.ts";

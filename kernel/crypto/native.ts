@@ -25,7 +25,6 @@ import {
   verify as nodeVerify,
 } from "node:crypto";
 import { Buffer } from "node:buffer";
-import { ed25519 } from "@noble/curves/ed25519.js";
 import { assertBytes, concat, fromHex, toHex, wipe } from "../bytes.ts";
 import { IntegrityError } from "../errors.ts";
 import type { CryptoProvider, ScryptParams } from "./provider.ts";
@@ -101,15 +100,38 @@ function secretEntry(cache: KeyCache<SecretEntry>, pkcs8: Uint8Array, secret: Ui
 }
 
 /**
- * The verification key for `publicKey`, or null when noble's strict mode would
- * reject it: a non-canonical encoding, a point off the curve, or a small-order
- * point. node:crypto accepts small-order keys, under which the all-identity
- * signature verifies for every message; rejecting them keeps both providers equal.
+ * Encodings (sign bit cleared) of the points of the 8-torsion subgroup of
+ * edwards25519, as in libsodium's blocklist; `tests/kernel/crypto/native_test.ts`
+ * checks this list against noble's `ED25519_TORSION_SUBGROUP`.
  */
+export const SMALL_ORDER_ENCODINGS: readonly string[] = [
+  "0000000000000000000000000000000000000000000000000000000000000000",
+  "0100000000000000000000000000000000000000000000000000000000000000",
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+];
+const SMALL_ORDER = new Set(SMALL_ORDER_ENCODINGS);
+
+/**
+ * Whether an Ed25519 public key encoding is refused before verification: a
+ * non-canonical y (y >= p = 2^255 - 19, RFC 8032 section 5.1.3) or a
+ * small-order point, under which the all-identity signature verifies for
+ * every message (node:crypto would accept it; noble's strict mode does not).
+ */
+export function isWeakEd25519Key(publicKey: Uint8Array): boolean {
+  const y = publicKey.slice();
+  y[31] &= 0x7f;
+  let nonCanonical = y[31] === 0x7f && y[0] >= 0xed;
+  for (let i = 1; nonCanonical && i < 31; i++) nonCanonical = y[i] === 0xff;
+  return nonCanonical || SMALL_ORDER.has(toHex(y));
+}
+
+/** The verification key for `publicKey`, or null when {@linkcode isWeakEd25519Key} refuses it. */
 function verifyKey(publicKey: Uint8Array): KeyObject | null {
   return edPublics.get(toHex(publicKey), () => {
     try {
-      if (ed25519.Point.fromBytes(publicKey, false).isSmallOrder()) return null;
+      if (isWeakEd25519Key(publicKey)) return null;
       return createPublicKey({ key: asBuffer(concat(ED25519_SPKI, publicKey)), format: "der", type: "spki" });
     } catch {
       return null;

@@ -1,5 +1,7 @@
-import { deepStrictEqual as eql } from "node:assert/strict";
-import { nativeProvider } from "../../../kernel/crypto/native.ts";
+import { deepStrictEqual as eql, ok } from "node:assert/strict";
+import { ed25519, ED25519_TORSION_SUBGROUP } from "@noble/curves/ed25519.js";
+import { fromHex, toHex } from "../../../kernel/bytes.ts";
+import { isWeakEd25519Key, nativeProvider, SMALL_ORDER_ENCODINGS } from "../../../kernel/crypto/native.ts";
 import { nobleProvider } from "../../../kernel/crypto/noble.ts";
 import { KeyCache } from "../../../kernel/crypto/_key_cache.ts";
 
@@ -41,4 +43,18 @@ Deno.test("nativeProvider keys a secret by its content, so a wiped and refilled 
   eql(nativeProvider.ed25519PublicKey(seed), nobleProvider.ed25519PublicKey(seed));
   seed.fill(0x44);
   eql(nativeProvider.ed25519PublicKey(seed), first);
+});
+
+Deno.test("the small-order blocklist covers exactly noble's 8-torsion subgroup, sign bit cleared", () => {
+  const cleared = new Set(ED25519_TORSION_SUBGROUP.map((hex: string) => {
+    const b = fromHex(hex);
+    b[31] &= 0x7f;
+    return toHex(b);
+  }));
+  eql([...cleared].sort(), [...SMALL_ORDER_ENCODINGS].sort());
+  for (const hex of ED25519_TORSION_SUBGROUP) ok(isWeakEd25519Key(fromHex(hex)), `${hex} should be refused`);
+  // y = p and y = p + 1, non-canonical encodings of 0 and 1, are refused; a real key is not.
+  ok(isWeakEd25519Key(fromHex("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")));
+  ok(isWeakEd25519Key(fromHex("eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")));
+  ok(!isWeakEd25519Key(ed25519.getPublicKey(new Uint8Array(32).fill(7))));
 });
