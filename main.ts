@@ -7,15 +7,9 @@
  */
 
 import { Command, CommanderError, Option } from "commander";
-import { NoNodeError, NodeClient } from "./kernel/cli/client.ts";
+import { NodeClient, NoNodeError } from "./kernel/cli/client.ts";
 import { startDaemon } from "./kernel/daemon.ts";
-import {
-  DEFAULT_API,
-  ENV_PASSPHRASE,
-  parseHostPort,
-  passphraseFromEnv,
-  resolveDataDir,
-} from "./kernel/node/config.ts";
+import { DEFAULT_API, ENV_PASSPHRASE, parseHostPort, passphraseFromEnv, resolveDataDir } from "./kernel/node/config.ts";
 import { Node, VERSION } from "./kernel/node/node.ts";
 
 interface Globals {
@@ -101,7 +95,9 @@ export function buildProgram(): Command {
       console.log(`nzcore ${VERSION} ${node.created ? "created a new node" : "started"}`);
       console.log(`  identity: ${node.identity.did}`);
       console.log(`  node id:  ${node.identity.nodeId}`);
-      console.log(`  data:     ${dataDir} (master key sealed by ${node.keyMode === "keyfile" ? "key file" : "passphrase"})`);
+      console.log(
+        `  data:     ${dataDir} (master key sealed by ${node.keyMode === "keyfile" ? "key file" : "passphrase"})`,
+      );
       if (daemon.api.tcp) console.log(`  api:      http://${daemon.api.tcp}/v1 (bearer token required)`);
       console.log(`  socket:   ${daemon.api.socket}`);
       console.log(`  admin:    token in ${daemon.adminTokenPath}`);
@@ -133,7 +129,9 @@ export function buildProgram(): Command {
             `node id:     ${s.identity.nodeId}`,
             `identities:  ${s.identities}`,
             `api:         ${s.api.tcp ? `http://${s.api.tcp}` : "(no TCP)"}  ${s.api.socket ?? ""}`,
-            `storage:     ${s.storage.path}, ${(s.storage.bytes / 1024).toFixed(0)} KiB, key ${s.storage.keyMode}, ${s.storage.logEntries} log entries`,
+            `storage:     ${s.storage.path}, ${
+              (s.storage.bytes / 1024).toFixed(0)
+            } KiB, key ${s.storage.keyMode}, ${s.storage.logEntries} log entries`,
             `memory:      ${(s.memory.rss / 2 ** 20).toFixed(1)} MiB resident`,
             `permissions: ${Object.entries(s.permissions).map(([k, v]) => `${k}=${v}`).join(" ")}`,
           ].join("\n"));
@@ -147,10 +145,14 @@ export function buildProgram(): Command {
     .action(async (opts: { json?: boolean }, command: Command) => {
       await withClient(command, async (client) => {
         const list = await client.request<IdentityView[]>("GET", "/v1/identities");
-        print(list, !!opts.json, () =>
-          list.map((i) => `${i.active ? "*" : " "} ${i.name.padEnd(16)} ${i.nodeId.slice(0, 16)}  ${i.did}`).join(
-            "\n",
-          ));
+        print(
+          list,
+          !!opts.json,
+          () =>
+            list.map((i) => `${i.active ? "*" : " "} ${i.name.padEnd(16)} ${i.nodeId.slice(0, 16)}  ${i.did}`).join(
+              "\n",
+            ),
+        );
       });
     });
   identity.command("create <name>")
@@ -291,10 +293,14 @@ export function buildProgram(): Command {
           "GET",
           "/v1/log/verify",
         );
-        print(report, !!opts.json, () =>
-          report.ok
-            ? `The log verifies: ${report.entries} entries, ${report.checkpoints} signed checkpoints`
-            : `The log does NOT verify:\n${report.problems.map((p) => `  - ${p}`).join("\n")}`);
+        print(
+          report,
+          !!opts.json,
+          () =>
+            report.ok
+              ? `The log verifies: ${report.entries} entries, ${report.checkpoints} signed checkpoints`
+              : `The log does NOT verify:\n${report.problems.map((p) => `  - ${p}`).join("\n")}`,
+        );
         if (!report.ok) Deno.exitCode = 1;
       });
     });
@@ -315,4 +321,3 @@ if (import.meta.main) {
     Deno.exit(error instanceof NoNodeError ? 3 : 1);
   }
 }
-

@@ -14,7 +14,14 @@
 
 export * from "./errors.ts";
 export * from "./crypto/mod.ts";
-export { type Entry, EncryptedStore, type Key, type KeyPart, type ListOptions, Namespace } from "./storage/encrypted_kv.ts";
+export {
+  EncryptedStore,
+  type Entry,
+  type Key,
+  type KeyPart,
+  type ListOptions,
+  Namespace,
+} from "./storage/encrypted_kv.ts";
 export { type Checkpoint, EventLog, type LogEntry, type Signer, type VerifyReport } from "./storage/event_log.ts";
 export { type BlobInfo, BlobStore } from "./storage/blob_store.ts";
 export { createMasterKey, type MasterKeyMode, type MasterKeyOptions, openMasterKey } from "./storage/master_key.ts";

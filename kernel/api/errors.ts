@@ -36,7 +36,12 @@ export function onError(error: Error, c: Context): Response {
       return errorResponse(c, 400, "malformed_json", "The request body is not valid JSON");
     }
     if (status === 415) {
-      return errorResponse(c, 415, "unsupported_media_type", "Send the body as JSON with Content-Type: application/json");
+      return errorResponse(
+        c,
+        415,
+        "unsupported_media_type",
+        "Send the body as JSON with Content-Type: application/json",
+      );
     }
     if (status === 413) return errorResponse(c, 413, "body_too_large", "The request body is too large");
     return errorResponse(c, status, `http_${status}`, error.message || "Request failed");

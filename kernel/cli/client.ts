@@ -56,7 +56,9 @@ export class NodeClient implements Disposable {
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) throw new NoNodeError(notRunning);
       if (error instanceof Deno.errors.PermissionDenied) {
-        throw new NoNodeError(`Cannot read the admin token in ${dataDir}: only the directory's owner can use this node`);
+        throw new NoNodeError(
+          `Cannot read the admin token in ${dataDir}: only the directory's owner can use this node`,
+        );
       }
       throw error;
     }

@@ -82,7 +82,12 @@ export class Identity {
 
   /** The record to store, secrets included; the caller wipes it after sealing. */
   toRecord(): IdentityRecord {
-    return { name: this.name, created: this.created, seed: this.#seed.slice(), x25519Secret: this.#x25519Secret.slice() };
+    return {
+      name: this.name,
+      created: this.created,
+      seed: this.#seed.slice(),
+      x25519Secret: this.#x25519Secret.slice(),
+    };
   }
 
   /** Public facts, for the API. */

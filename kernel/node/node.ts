@@ -15,7 +15,13 @@ import { BlobStore } from "../storage/blob_store.ts";
 import { EncryptedStore } from "../storage/encrypted_kv.ts";
 import { EventLog, type Signer } from "../storage/event_log.ts";
 import { type DirectoryLock, lockDirectory } from "../storage/lock.ts";
-import { createMasterKey, hasMasterKey, type MasterKeyMode, masterKeyMode, openMasterKey } from "../storage/master_key.ts";
+import {
+  createMasterKey,
+  hasMasterKey,
+  type MasterKeyMode,
+  masterKeyMode,
+  openMasterKey,
+} from "../storage/master_key.ts";
 import { wipe } from "../bytes.ts";
 import { EventBus } from "./event_bus.ts";
 import { FILES } from "./config.ts";
@@ -144,7 +150,9 @@ export class Node {
 
   /** Checks the node's event log against the keys of every identity of the node. */
   verifyLog() {
-    return this.log.verify({ publicKeys: this.identities.list().map((i) => this.identities.resolve(i.nodeId).publicKey) });
+    return this.log.verify({
+      publicKeys: this.identities.list().map((i) => this.identities.resolve(i.nodeId).publicKey),
+    });
   }
 
   /** Storage figures. */

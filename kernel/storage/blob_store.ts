@@ -126,7 +126,9 @@ export class BlobStore {
       async pull(controller) {
         try {
           if (index >= manifest.chunks) {
-            if (toHex(hash.digest()) !== address) throw new IntegrityError(`Blob ${address} does not match its address`);
+            if (toHex(hash.digest()) !== address) {
+              throw new IntegrityError(`Blob ${address} does not match its address`);
+            }
             controller.close();
             return;
           }

@@ -230,7 +230,9 @@ export class Namespace {
       const entries = await this.#kv.getMany<Uint8Array[]>(keys);
       for (const entry of entries) {
         if (!(entry.value instanceof Uint8Array)) {
-          throw new IntegrityError(`Stored value at ${what()} is truncated: chunk ${String(entry.key.at(-1))} is missing`);
+          throw new IntegrityError(
+            `Stored value at ${what()} is truncated: chunk ${String(entry.key.at(-1))} is missing`,
+          );
         }
         pieces.push(this.#open(entry.value, entry.key, [KIND_CHUNK], what).plaintext);
       }

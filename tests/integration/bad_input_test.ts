@@ -4,7 +4,7 @@ import { EncryptedStore } from "../../kernel/storage/encrypted_kv.ts";
 import { openMasterKey } from "../../kernel/storage/master_key.ts";
 import { sha256 } from "../../kernel/crypto/mod.ts";
 import { toHex, utf8 } from "../../kernel/bytes.ts";
-import { cli, startNode, StartFailed, tempDataDir } from "./_node_process.ts";
+import { cli, StartFailed, startNode, tempDataDir } from "./_node_process.ts";
 
 const PASS_ENV = "NZCORE_TEST_PASSPHRASE";
 

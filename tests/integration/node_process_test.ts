@@ -1,6 +1,6 @@
 import { deepStrictEqual as eql, equal, match, notEqual, ok } from "node:assert/strict";
 import { join } from "node:path";
-import { cli, startNode, StartFailed, tempDataDir } from "./_node_process.ts";
+import { cli, StartFailed, startNode, tempDataDir } from "./_node_process.ts";
 
 Deno.test("a first start creates the node, prints its did and data directory, and answers health", async () => {
   await using dir = await tempDataDir();
@@ -121,7 +121,10 @@ Deno.test("the CLI says clearly when no node runs", async () => {
 
 Deno.test("every command has --help", async () => {
   for (
-    const args of [[], ["init"], ["start"], ["state"], ["identity"], ["identity", "export"], ["token"], ["token", "create"], [
+    const args of [[], ["init"], ["start"], ["state"], ["identity"], ["identity", "export"], ["token"], [
+      "token",
+      "create",
+    ], [
       "events",
     ], ["log", "verify"]]
   ) {

@@ -132,7 +132,11 @@ Deno.test("malformed JSON, a wrong content type and oversized bodies are refused
   });
   equal(malformed.status, 400);
   equal((await malformed.json()).error.code, "malformed_json");
-  const text = await t.request("/v1/tokens", { method: "POST", body: "name=x", headers: { "content-type": "text/plain" } });
+  const text = await t.request("/v1/tokens", {
+    method: "POST",
+    body: "name=x",
+    headers: { "content-type": "text/plain" },
+  });
   ok(text.status === 400 || text.status === 415, String(text.status));
   const huge = await t.request("/v1/tokens", { method: "POST", json: { name: "x".repeat(70_000) } });
   equal(huge.status, 413);
@@ -156,7 +160,9 @@ Deno.test("tokens are created once, listed without secrets, and revoked", async 
 
 Deno.test("failed authentications are limited per client", async () => {
   let now = 0;
-  await using t = await setup({ limiter: new FailureLimiter({ maxFailures: 3, windowMs: 1000, blockMs: 5000 }, () => now) });
+  await using t = await setup({
+    limiter: new FailureLimiter({ maxFailures: 3, windowMs: 1000, blockMs: 5000 }, () => now),
+  });
   const bad = "nzt_" + "C".repeat(43);
   const statuses = [];
   for (let i = 0; i < 4; i++) statuses.push((await t.request("/v1/state", { token: bad })).status);
