@@ -42,10 +42,18 @@ function checkAddress(address: string): void {
 export class BlobStore {
   #store: EncryptedStore;
   #ns: Namespace;
+  #tail: Promise<unknown> = Promise.resolve();
 
   constructor(store: EncryptedStore) {
     this.#store = store;
     this.#ns = store.namespace(["blobs"]);
+  }
+
+  /** Runs `fn` after every earlier manifest update, so no two check-then-write steps interleave. */
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(fn);
+    this.#tail = run.catch(() => {});
+    return run;
   }
 
   /**
@@ -91,14 +99,16 @@ export class BlobStore {
     }
     pending = new Uint8Array(0);
     const address = toHex(hash.digest());
-    const existing = await this.#ns.get<Manifest>(["blob", address]);
-    if (existing) {
-      await this.#removeChunks(upload, index);
-      return { address, size: existing.size, chunks: existing.chunks, created: existing.created };
-    }
-    const manifest: Manifest = { address, size, chunks: index, created: Date.now(), upload };
-    await this.#ns.set(["blob", address], manifest);
-    return { address, size, chunks: index, created: manifest.created };
+    return await this.#serial(async () => {
+      const existing = await this.#ns.get<Manifest>(["blob", address]);
+      if (existing) {
+        await this.#removeChunks(upload, index);
+        return { address, size: existing.size, chunks: existing.chunks, created: existing.created };
+      }
+      const manifest: Manifest = { address, size, chunks: index, created: Date.now(), upload };
+      await this.#ns.set(["blob", address], manifest);
+      return { address, size, chunks: index, created: manifest.created };
+    });
   }
 
   /** What is known of blob `address`, or undefined when absent. */
@@ -154,11 +164,13 @@ export class BlobStore {
   /** Deletes blob `address`; returns whether it existed. */
   async delete(address: string): Promise<boolean> {
     checkAddress(address);
-    const manifest = await this.#ns.get<Manifest>(["blob", address]);
-    if (!manifest) return false;
-    await this.#ns.delete(["blob", address]);
-    await this.#removeChunks(manifest.upload, manifest.chunks);
-    return true;
+    return await this.#serial(async () => {
+      const manifest = await this.#ns.get<Manifest>(["blob", address]);
+      if (!manifest) return false;
+      await this.#ns.delete(["blob", address]);
+      await this.#removeChunks(manifest.upload, manifest.chunks);
+      return true;
+    });
   }
 
   async #removeChunks(upload: Uint8Array, count: number): Promise<void> {
