@@ -1,6 +1,6 @@
 import { deepStrictEqual as eql, equal, match, notEqual, ok } from "node:assert/strict";
 import { join } from "node:path";
-import { cli, StartFailed, startNode, tempDataDir } from "./_node_process.ts";
+import { cli, PROFILE, ROOT, StartFailed, startNode, tempDataDir } from "./_node_process.ts";
 
 Deno.test("a first start creates the node, prints its did and data directory, and answers health", async () => {
   await using dir = await tempDataDir();
@@ -186,4 +186,69 @@ Deno.test("malformed JSON, oversized bodies and unknown fields get clear JSON er
   equal((await huge.json()).error.code, "body_too_large");
   equal((await fetch(node.url + "/v1/health")).status, 200);
   await node.stop();
+});
+
+Deno.test("nzcore events follows the live stream over the socket", async () => {
+  await using dir = await tempDataDir();
+  await using node = await startNode(dir.path);
+  const follower = new Deno.Command(Deno.execPath(), {
+    args: [...PROFILE, join(ROOT, "main.ts"), "--data-dir", dir.path, "events", "--json"],
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const lines = follower.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  const created = (async () => {
+    // Keep creating until the follower has subscribed and reports one.
+    for (let i = 0; !seen.includes("identity.created") && i < 50; i++) {
+      const r = await node.api("/v1/identities", { method: "POST", body: JSON.stringify({ name: `e${i}` }) });
+      await r.body?.cancel();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  while (!seen.includes("identity.created")) {
+    const { value, done } = await lines.read();
+    if (done) break;
+    seen += value;
+  }
+  await created;
+  const event = JSON.parse(seen.split("\n").find((l) => l.includes("identity.created"))!);
+  equal(event.type, "identity.created");
+  match(event.data.did, /^did:key:z6Mk/);
+  follower.kill("SIGTERM");
+  await lines.cancel().catch(() => {});
+  await follower.status;
+  await node.stop();
+});
+
+Deno.test("an identity exported by the CLI on one node imports on another", async () => {
+  await using a = await tempDataDir();
+  await using b = await tempDataDir();
+  await using nodeA = await startNode(a.path);
+  await using nodeB = await startNode(b.path);
+  const env = { NZCORE_PASSPHRASE: "export passphrase" };
+  equal((await cli(["--data-dir", a.path, "identity", "create", "travel"])).code, 0);
+  const file = join(a.path, "travel.nzid");
+  const exported = await cli(["--data-dir", a.path, "identity", "export", "travel", "--out", file], { env });
+  equal(exported.code, 0, exported.stderr);
+  equal((await Deno.stat(file)).mode! & 0o777, 0o600);
+  const wrong = await cli(["--data-dir", b.path, "identity", "import", file], { env: { NZCORE_PASSPHRASE: "nope" } });
+  equal(wrong.code, 1);
+  match(wrong.stderr, /Wrong passphrase/);
+  const imported = await cli(["--data-dir", b.path, "identity", "import", file, "--activate"], { env });
+  equal(imported.code, 0, imported.stderr);
+  const listA = JSON.parse((await cli(["--data-dir", a.path, "identity", "list", "--json"])).stdout);
+  const stateB = JSON.parse((await cli(["--data-dir", b.path, "state", "--json"])).stdout);
+  equal(stateB.identity.did, listA.find((i: { name: string }) => i.name === "travel").did);
+  await nodeA.stop();
+  await nodeB.stop();
+});
+
+Deno.test("SIGINT stops the node cleanly too", async () => {
+  await using dir = await tempDataDir();
+  const node = await startNode(dir.path);
+  equal((await node.stop("SIGINT")).code, 0);
+  match(node.output(), /stopped/);
 });
