@@ -81,12 +81,18 @@ export async function importIdentity(text: string, passphrase: string): Promise<
     throw new CorruptFileError(`The identity file is not an ${IDENTITY_EXPORT_FORMAT} export`);
   }
   const { N, r, p } = file.kdf;
-  const kek = await crypto.scrypt(utf8(passphrase.normalize("NFKC")), fromBase64Url(file.kdf.salt), {
-    N,
-    r,
-    p,
-    dkLen: 32,
-  });
+  let kek: Uint8Array;
+  try {
+    kek = await crypto.scrypt(utf8(passphrase.normalize("NFKC")), fromBase64Url(file.kdf.salt), {
+      N,
+      r,
+      p,
+      dkLen: 32,
+    });
+  } catch (error) {
+    // a salt that is not base64url or parameters scrypt refuses: the file is malformed
+    throw new CorruptFileError("The identity file is corrupt: unusable kdf salt or parameters", { cause: error });
+  }
   let plaintext: Uint8Array;
   try {
     plaintext = crypto.xchachaOpen(kek, fromBase64Url(file.nonce), fromBase64Url(file.sealed), exportAd(file.did));
@@ -95,10 +101,17 @@ export async function importIdentity(text: string, passphrase: string): Promise<
   } finally {
     wipe(kek);
   }
-  const record = decodeValue<IdentityRecord>(plaintext);
-  wipe(plaintext);
-  const identity = Identity.fromRecord(record);
-  wipe(record.seed, record.x25519Secret);
+  let identity: Identity;
+  try {
+    const record = decodeValue<IdentityRecord>(plaintext);
+    identity = Identity.fromRecord(record);
+    wipe(record.seed, record.x25519Secret);
+  } catch (error) {
+    // authentic, yet not an identity record: sealed by a writer that knew the passphrase
+    throw new CorruptFileError("The identity file is corrupt: the sealed record is not an identity", { cause: error });
+  } finally {
+    wipe(plaintext);
+  }
   if (identity.did !== file.did) {
     identity.wipe();
     throw new CorruptFileError("The identity file's keys do not match its did");
