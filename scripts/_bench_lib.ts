@@ -123,6 +123,22 @@ export async function waitFor200(
 }
 
 /**
+ * Waits until the server's output matches `pattern`.
+ *
+ * @throws {Error} when the process exits first or `timeoutMs` passes.
+ */
+export async function waitForOutput(server: Server, pattern: RegExp, timeoutMs = 15_000): Promise<void> {
+  let exited = false;
+  server.child.status.then(() => (exited = true));
+  const deadline = performance.now() + timeoutMs;
+  while (!pattern.test(server.output())) {
+    if (exited) throw new Error(`The server exited before printing ${pattern}:\n${server.output()}`);
+    if (performance.now() > deadline) throw new Error(`No ${pattern} within ${timeoutMs} ms:\n${server.output()}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/**
  * Sends SIGTERM and waits for the exit; SIGKILL after `graceMs`.
  *
  * @returns the exit status (`signal` is "SIGKILL" when it had to be killed).
@@ -157,9 +173,9 @@ export async function readRss(pid: number): Promise<number> {
   return Number(match[1]) * 1024;
 }
 
-/** Bytes as MiB with one decimal. */
-export function mib(bytes: number): number {
-  return round(bytes / 2 ** 20, 1);
+/** Bytes as MB (10^6 bytes) with one decimal. */
+export function mb(bytes: number): number {
+  return round(bytes / 1e6, 1);
 }
 
 /** Whether `name` runs from PATH (spawned with `args`; any exit code counts as present). */
