@@ -27,12 +27,15 @@ export interface DaemonOptions extends NodeOptions {
 
 /** A running daemon. */
 export interface Daemon {
+  /** The opened node the daemon runs. */
   node: Node;
+  /** Where the API listens: the TCP `host:port` and the Unix socket path, each `null` when not served. */
   api: { tcp: string | null; socket: string | null };
   /** Path of the local admin token file. */
   adminTokenPath: string;
   /** Resolves when the daemon has stopped. */
   finished: Promise<void>;
+  /** Stops the API and closes the node; calling it again returns the same promise. */
   stop(): Promise<void>;
 }
 

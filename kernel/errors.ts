@@ -8,6 +8,7 @@
 
 /** An AEAD tag, signature or MAC did not verify: the data was tampered, truncated, moved or the key is wrong. */
 export class IntegrityError extends Error {
+  /** Creates the error from a message and optional `options.cause`. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "IntegrityError";
@@ -16,6 +17,7 @@ export class IntegrityError extends Error {
 
 /** A passphrase or key file could not unseal the master key. */
 export class WrongKeyError extends Error {
+  /** Creates the error from a message and optional `options.cause`. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "WrongKeyError";
@@ -24,6 +26,7 @@ export class WrongKeyError extends Error {
 
 /** The data directory is held by another running node. */
 export class StorageLockedError extends Error {
+  /** Creates the error from a message and optional `options.cause`. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "StorageLockedError";
@@ -32,6 +35,7 @@ export class StorageLockedError extends Error {
 
 /** A stored file (key file, sealed master key, identity export) is malformed. */
 export class CorruptFileError extends Error {
+  /** Creates the error from a message and optional `options.cause`. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "CorruptFileError";
@@ -40,6 +44,7 @@ export class CorruptFileError extends Error {
 
 /** A named thing (identity, token, value) does not exist. */
 export class NotFoundError extends Error {
+  /** Creates the error from a message and optional `options.cause`. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "NotFoundError";
@@ -48,6 +53,7 @@ export class NotFoundError extends Error {
 
 /** A request conflicts with existing state (duplicate name, already initialised). */
 export class ConflictError extends Error {
+  /** Creates the error from a message and optional `options.cause`. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "ConflictError";

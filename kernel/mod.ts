@@ -15,23 +15,28 @@
 export * from "./errors.ts";
 export * from "./crypto/mod.ts";
 export {
+  type AtomicBatch,
   EncryptedStore,
   type Entry,
   type Key,
   type KeyPart,
   type ListOptions,
   Namespace,
+  type StoreStats,
 } from "./storage/encrypted_kv.ts";
 export { type Checkpoint, EventLog, type LogEntry, type Signer, type VerifyReport } from "./storage/event_log.ts";
 export { type BlobInfo, BlobStore } from "./storage/blob_store.ts";
 export { createMasterKey, type MasterKeyMode, type MasterKeyOptions, openMasterKey } from "./storage/master_key.ts";
 export { decodeDidKey, encodeDidKey } from "./identity/did.ts";
-export { Identity, type IdentityInfo, nodeIdOf } from "./identity/identity.ts";
-export { IdentityStore } from "./identity/identities.ts";
-export { type CreatedToken, type TokenInfo, TokenStore } from "./node/tokens.ts";
-export { EventBus, type NodeEvent } from "./node/event_bus.ts";
-export { Node, type NodeOptions, VERSION } from "./node/node.ts";
-export { parseHostPort, resolveDataDir } from "./node/config.ts";
-export { createApp } from "./api/app.ts";
+export { Identity, type IdentityInfo, type IdentityRecord, nodeIdOf } from "./identity/identity.ts";
+export { type IdentityListing, IdentityStore } from "./identity/identities.ts";
+export { type CreatedToken, type TokenInfo, type TokenRefusal, TokenStore } from "./node/tokens.ts";
+export { EventBus, type NodeEvent, type SubscribeOptions } from "./node/event_bus.ts";
+export { Node, type NodeOptions, type StorageState, VERSION } from "./node/node.ts";
+export { type HostPort, parseHostPort, resolveDataDir } from "./node/config.ts";
+export { type AppOptions, createApp } from "./api/app.ts";
+export type { ApiContext, ApiEnv } from "./api/context.ts";
+export { type AuthLimits, FailureLimiter } from "./api/auth.ts";
+export type { PermissionReport } from "./node/permissions.ts";
 export { type Daemon, type DaemonOptions, startDaemon } from "./daemon.ts";
 export { NodeClient } from "./cli/client.ts";

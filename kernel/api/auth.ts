@@ -13,8 +13,11 @@ import { errorResponse } from "./errors.ts";
 
 /** Limits of failed authentication. */
 export interface AuthLimits {
+  /** Failures within `windowMs` that block a client. */
   maxFailures: number;
+  /** Window in which failures are counted, in milliseconds. */
   windowMs: number;
+  /** How long a blocked client waits, in milliseconds. */
   blockMs: number;
 }
 
@@ -33,6 +36,7 @@ export class FailureLimiter {
   #now: () => number;
   #clients = new Map<string, Failures>();
 
+  /** Creates a limiter with `limits` and the clock `now`, in milliseconds. */
   constructor(limits: AuthLimits = DEFAULT_AUTH_LIMITS, now: () => number = Date.now) {
     this.#limits = limits;
     this.#now = now;

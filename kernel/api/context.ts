@@ -10,6 +10,7 @@ import type { PermissionReport } from "../node/permissions.ts";
 
 /** Facts the routes read beyond the node itself. */
 export interface ApiContext {
+  /** The node the routes act on. */
   node: Node;
   /** The addresses the API listens on, once known. */
   listeners: { tcp: string | null; socket: string | null };

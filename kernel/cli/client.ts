@@ -31,6 +31,7 @@ export class ApiError extends Error {
 
 /** A client of one node's API. */
 export class NodeClient implements Disposable {
+  /** The data directory of the node this client talks to. */
   readonly dataDir: string;
   #http: Deno.HttpClient;
   #token: string;
@@ -100,10 +101,12 @@ export class NodeClient implements Disposable {
     }
   }
 
+  /** Closes the HTTP client and its Unix-socket connections. */
   close(): void {
     this.#http.close();
   }
 
+  /** Closes the client, like {@linkcode NodeClient.close}. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -16,6 +16,7 @@ import { exportIdentity, importIdentity } from "./identity_file.ts";
 
 /** An identity's public facts and whether it is the active one. */
 export interface IdentityListing extends IdentityInfo {
+  /** Whether this is the node's active identity. */
   active: boolean;
 }
 
@@ -136,7 +137,11 @@ export class IdentityStore {
    * Imports an export file. The identity keeps its name unless `name` is
    * given; it becomes active only when `activate` is set or it is the first.
    */
-  async import(text: string, passphrase: string, options: { name?: string; activate?: boolean } = {}) {
+  async import(
+    text: string,
+    passphrase: string,
+    options: { name?: string; activate?: boolean } = {},
+  ): Promise<Identity> {
     const imported = await importIdentity(text, passphrase);
     if (this.#loaded.has(imported.nodeId)) {
       imported.wipe();

@@ -15,7 +15,9 @@ import { encodeDidKey } from "./did.ts";
 
 /** The stored form of an identity, secrets included; only ever written sealed. */
 export interface IdentityRecord {
+  /** The identity's local name. */
   name: string;
+  /** Creation time, in milliseconds since the Unix epoch. */
   created: number;
   /** Ed25519 seed (32 bytes). */
   seed: Uint8Array;
@@ -25,11 +27,17 @@ export interface IdentityRecord {
 
 /** What may be shown of an identity. */
 export interface IdentityInfo {
+  /** The identity's local name. */
   name: string;
+  /** The node ID: lowercase hex SHA-256 of the Ed25519 public key. */
   nodeId: string;
+  /** The `did:key` of the Ed25519 public key. */
   did: string;
+  /** The Ed25519 public key, lowercase hex (32 bytes). */
   publicKey: string;
+  /** The X25519 public key, lowercase hex (32 bytes). */
   agreementKey: string;
+  /** Creation time, in milliseconds since the Unix epoch. */
   created: number;
 }
 
@@ -41,13 +49,17 @@ export function nodeIdOf(publicKey: Uint8Array): string {
 
 /** A loaded identity. Call `wipe()` when it is no longer needed. */
 export class Identity {
+  /** The identity's local name. */
   readonly name: string;
+  /** Creation time, in milliseconds since the Unix epoch. */
   readonly created: number;
   /** Ed25519 public key. */
   readonly publicKey: Uint8Array;
   /** X25519 public key. */
   readonly agreementKey: Uint8Array;
+  /** The node ID: lowercase hex SHA-256 of {@linkcode Identity.publicKey}. */
   readonly nodeId: string;
+  /** The `did:key` of {@linkcode Identity.publicKey}. */
   readonly did: string;
   #seed: Uint8Array;
   #x25519Secret: Uint8Array;

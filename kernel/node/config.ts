@@ -40,7 +40,9 @@ export function resolveDataDir(flag?: string): string {
 
 /** A parsed `HOST:PORT`. */
 export interface HostPort {
+  /** Host name or IP address (an IPv6 address without brackets). */
   hostname: string;
+  /** TCP port, 0 to 65535. */
   port: number;
 }
 

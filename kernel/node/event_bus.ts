@@ -15,6 +15,7 @@ export interface NodeEvent {
   type: string;
   /** Milliseconds since the Unix epoch. */
   time: number;
+  /** The event's payload; its fields depend on `type`. */
   data: Record<string, unknown>;
 }
 
@@ -43,6 +44,7 @@ export class EventBus {
   #subscribers = new Set<Subscriber>();
   #now: () => number;
 
+  /** Creates a bus; `options.now` is the clock in milliseconds (default `Date.now`). */
   constructor(options: { now?: () => number } = {}) {
     this.#now = options.now ?? Date.now;
   }

@@ -13,7 +13,7 @@ import { IdentityStore } from "../identity/identities.ts";
 import type { Identity } from "../identity/identity.ts";
 import { BlobStore } from "../storage/blob_store.ts";
 import { EncryptedStore } from "../storage/encrypted_kv.ts";
-import { EventLog, type Signer } from "../storage/event_log.ts";
+import { EventLog, type Signer, type VerifyReport } from "../storage/event_log.ts";
 import { type DirectoryLock, lockDirectory } from "../storage/lock.ts";
 import {
   createMasterKey,
@@ -46,24 +46,37 @@ export interface NodeOptions {
 
 /** Storage figures of `/v1/state`. */
 export interface StorageState {
+  /** The data directory. */
   path: string;
+  /** Size of the store on disk, in bytes (the Deno KV file and its WAL). */
   bytes: number;
+  /** How the master key is sealed. */
   keyMode: MasterKeyMode;
+  /** Number of entries in the event log. */
   logEntries: number;
 }
 
 /** A running node's kernel. */
 export class Node {
+  /** The data directory this node holds locked. */
   readonly dataDir: string;
   /** Whether this open created the data directory's keys. */
   readonly created: boolean;
+  /** When the node was opened, in milliseconds since the Unix epoch. */
   readonly startedAt: number;
+  /** How the master key is sealed. */
   readonly keyMode: MasterKeyMode;
+  /** The encrypted key-value store. */
   readonly store: EncryptedStore;
+  /** The node's identities. */
   readonly identities: IdentityStore;
+  /** The API tokens. */
   readonly tokens: TokenStore;
+  /** The signed event log `node`. */
   readonly log: EventLog;
+  /** The encrypted blob store. */
   readonly blobs: BlobStore;
+  /** The in-process event bus. */
   readonly bus: EventBus;
   #lock: DirectoryLock;
   #closed = false;
@@ -149,7 +162,7 @@ export class Node {
   }
 
   /** Checks the node's event log against the keys of every identity of the node. */
-  verifyLog() {
+  verifyLog(): Promise<VerifyReport> {
     return this.log.verify({
       publicKeys: this.identities.list().map((i) => this.identities.resolve(i.nodeId).publicKey),
     });

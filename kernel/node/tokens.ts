@@ -15,16 +15,21 @@ import type { Namespace } from "../storage/encrypted_kv.ts";
 
 /** What is stored and shown of a token (never the token itself). */
 export interface TokenInfo {
+  /** Random public identifier, 16 lowercase hex characters; used to revoke the token. */
   id: string;
+  /** The name given at creation. */
   name: string;
+  /** Creation time, in milliseconds since the epoch. */
   created: number;
   /** Milliseconds since the epoch; absent for tokens that never expire. */
   expires?: number;
+  /** Revocation time, in milliseconds since the epoch; absent while the token is valid. */
   revoked?: number;
 }
 
 /** A newly created token: the only time its secret is seen. */
 export interface CreatedToken extends TokenInfo {
+  /** The bearer token itself: `nzt_` and 43 base64url characters. */
   token: string;
 }
 

@@ -22,9 +22,13 @@ const WRITE_BATCH = 10;
 
 /** What is known of a stored blob. */
 export interface BlobInfo {
+  /** The blob's address: lowercase hex SHA-256 of its plaintext. */
   address: string;
+  /** Plaintext length, in bytes. */
   size: number;
+  /** Number of stored chunks. */
   chunks: number;
+  /** When the blob was first stored, in milliseconds since the Unix epoch. */
   created: number;
 }
 
@@ -44,6 +48,7 @@ export class BlobStore {
   #ns: Namespace;
   #tail: Promise<unknown> = Promise.resolve();
 
+  /** Creates a blob store over `store`'s `["blobs"]` namespace. */
   constructor(store: EncryptedStore) {
     this.#store = store;
     this.#ns = store.namespace(["blobs"]);

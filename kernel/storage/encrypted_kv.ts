@@ -58,7 +58,9 @@ const GET_MANY_MAX = 10;
 
 /** One stored entry as `list` yields it. */
 export interface Entry<T> {
+  /** The entry's key, relative to its namespace. */
   key: Key;
+  /** The opened value. */
   value: T;
 }
 
@@ -108,6 +110,7 @@ function readHeader(record: Uint8Array): { kind: number; gen?: Uint8Array } | un
 
 /** One namespace of the store, sealed under keys of its own. */
 export class Namespace {
+  /** The namespace's name, a key prefix such as `["identity", nodeId]`. */
   readonly name: Key;
   #store: EncryptedStore;
   #kv: Deno.Kv;
@@ -368,6 +371,7 @@ export class AtomicBatch {
 
 /** Figures about the store for `/v1/state`. */
 export interface StoreStats {
+  /** The database file, or `undefined` for an in-memory store. */
   path: string | undefined;
   /** Bytes of the Deno KV file and its write-ahead log. */
   bytes: number;
@@ -375,6 +379,7 @@ export interface StoreStats {
 
 /** The encrypted store: a Deno KV database whose every value is sealed. */
 export class EncryptedStore {
+  /** The database file, or `undefined` for an in-memory store. */
   readonly path: string | undefined;
   #kv: Deno.Kv;
   #master: Uint8Array;
@@ -502,6 +507,7 @@ export class EncryptedStore {
     this.#kv.close();
   }
 
+  /** Closes the store, like {@linkcode EncryptedStore.close}. */
   [Symbol.dispose](): void {
     this.close();
   }

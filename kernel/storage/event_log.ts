@@ -29,10 +29,13 @@ export interface Signer {
 
 /** One entry of the log. */
 export interface LogEntry {
+  /** Sequence number, from 0. */
   seq: number;
   /** Milliseconds since the Unix epoch. */
   time: number;
+  /** Dotted event type, e.g. `node.started`. */
   type: string;
+  /** The event's payload (CBOR-encodable). */
   data: unknown;
   /** Hash of the previous entry. */
   prev: Uint8Array;
@@ -40,10 +43,15 @@ export interface LogEntry {
 
 /** A signed statement of the log's head. */
 export interface Checkpoint {
+  /** Sequence number of the head entry it signs. */
   seq: number;
+  /** Hash of that entry (32 bytes, see {@linkcode hashEntry}). */
   hash: Uint8Array;
+  /** When it was signed, in milliseconds since the Unix epoch. */
   time: number;
+  /** The signer's Ed25519 public key (32 bytes). */
   publicKey: Uint8Array;
+  /** Ed25519 signature (64 bytes) over {@linkcode checkpointMessage}. */
   signature: Uint8Array;
 }
 
@@ -54,8 +62,11 @@ interface Head {
 
 /** What {@linkcode EventLog.verify} found. */
 export interface VerifyReport {
+  /** Whether no problem was found. */
   ok: boolean;
+  /** Number of entries that verified in an unbroken chain from the first. */
   entries: number;
+  /** Number of checkpoints examined. */
   checkpoints: number;
   /** Each problem found, in words; empty when `ok`. */
   problems: string[];
@@ -86,6 +97,7 @@ export function checkpointMessage(name: string, seq: number, hash: Uint8Array): 
 
 /** An append-only, hash-chained, signed log in one namespace of the store. */
 export class EventLog {
+  /** The log's name; its entries live in the namespace `["log", name]`. */
   readonly name: string;
   #store: EncryptedStore;
   #ns: Namespace;
@@ -105,7 +117,12 @@ export class EventLog {
   }
 
   /** Opens the log called `name`, creating it on the first append. */
-  static async open(store: EncryptedStore, name: string, signer: Signer, options: EventLogOptions = {}) {
+  static async open(
+    store: EncryptedStore,
+    name: string,
+    signer: Signer,
+    options: EventLogOptions = {},
+  ): Promise<EventLog> {
     const log = new EventLog(store, name, signer, options);
     log.#head = await log.#ns.get<Head>(["head"]);
     return log;
