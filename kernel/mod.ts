@@ -34,7 +34,7 @@ export { type CreatedToken, type TokenInfo, type TokenRefusal, TokenStore } from
 export { EventBus, type NodeEvent, type SubscribeOptions } from "./node/event_bus.ts";
 export { Node, type NodeOptions, type StorageState, VERSION } from "./node/node.ts";
 export { type HostPort, parseHostPort, resolveDataDir } from "./node/config.ts";
-export { type AppOptions, createApp } from "./api/app.ts";
+export { type ApiHandler, type AppOptions, createApp } from "./api/app.ts";
 export type { ApiContext, ApiEnv } from "./api/context.ts";
 export { type AuthLimits, FailureLimiter } from "./api/auth.ts";
 export type { PermissionReport } from "./node/permissions.ts";

@@ -32,8 +32,16 @@ export interface AppOptions {
   limiter?: FailureLimiter;
 }
 
+/** The API as its listeners and tests use it. */
+export interface ApiHandler {
+  /** Answers one request; `info` is what `Deno.serve` passes (the client's address). */
+  fetch(request: Request, info?: Deno.ServeHandlerInfo): Response | Promise<Response>;
+  /** Answers a request built from a path or URL, without a socket (for tests). */
+  request(input: string | URL | Request, init?: RequestInit): Response | Promise<Response>;
+}
+
 /** Builds the API app for `ctx`. */
-export function createApp(ctx: ApiContext, options: AppOptions = {}): OpenAPIHono<ApiEnv> {
+export function createApp(ctx: ApiContext, options: AppOptions = {}): ApiHandler {
   const app = new OpenAPIHono<ApiEnv>({
     defaultHook: (result, c) => {
       if (!result.success) {
