@@ -52,6 +52,8 @@ export interface Server {
   spawnedAt: number;
   /** Everything the process printed so far (stdout and stderr interleaved by chunk). */
   output(): string;
+  /** Resolves when both output pipes are closed and drained. */
+  drained: Promise<void>;
 }
 
 /**
@@ -74,9 +76,8 @@ export function spawnDeno(args: string[]): Server {
   const drain = async (stream: ReadableStream<Uint8Array>) => {
     for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
   };
-  drain(child.stdout).catch(() => {});
-  drain(child.stderr).catch(() => {});
-  return { child, spawnedAt, output: () => text };
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]).then(() => {}, () => {});
+  return { child, spawnedAt, output: () => text, drained };
 }
 
 /** The argument list of `deno task start`, with a data directory and API address. */
@@ -162,6 +163,7 @@ export async function stop(server: Server, graceMs = 5_000): Promise<Deno.Comman
   });
   const status = await Promise.race([server.child.status, killed.then(() => server.child.status)]);
   clearTimeout(timer);
+  await server.drained;
   return status;
 }
 
