@@ -18,7 +18,7 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
-/** `x` rounded to `digits` decimals; `null` stays `null`. */
+/** `x` rounded to `digits` decimals. */
 export function round(x: number, digits = 0): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
