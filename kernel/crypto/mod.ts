@@ -22,6 +22,7 @@
 export type { CryptoProvider, ScryptParams } from "./provider.ts";
 export * from "./default.ts";
 export * from "./kdf.ts";
+export * from "./keyed_hmac.ts";
 export * from "./labels.ts";
 export * from "./native.ts";
 // The noble provider is imported from "./noble.ts" directly: loading it costs memory the native path does not need.

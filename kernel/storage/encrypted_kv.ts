@@ -27,7 +27,8 @@ import { concat, toHex, utf8, wipe } from "../bytes.ts";
 import { crypto, deriveKey, randomBytes, sha256 } from "../crypto/mod.ts";
 import { LABEL_KV_TAG, LABEL_KV_VALUE } from "../crypto/labels.ts";
 import { IntegrityError } from "../errors.ts";
-import { decodeValue, encodeKey, encodeKeyPart, encodeValue, type Key } from "./value_codec.ts";
+import { createKeyedHmac, type KeyedHmac } from "../crypto/keyed_hmac.ts";
+import { decodeKey, decodeValue, encodeKey, encodeKeyPart, encodeValue, type Key } from "./value_codec.ts";
 
 export type { Key, KeyPart } from "./value_codec.ts";
 
@@ -53,6 +54,8 @@ const KV_MAX_VALUE = 65_536;
 export const CHUNK_SIZE = 64_000;
 /** Bytes per pre-write batch of chunks; Deno KV allows 819,200 per atomic commit. */
 const BATCH_BYTES = 700_000;
+/** String key parts whose tags each namespace keeps. */
+const TAG_CACHE_SIZE = 4096;
 /** Deno KV's getMany limit. */
 const GET_MANY_MAX = 10;
 
@@ -85,6 +88,24 @@ interface Sealed {
   gen?: Uint8Array;
 }
 
+/** The plaintext of a record: `u16be(len(K)) || K || payload`, with K = encodeKey(user key). */
+function withKey(keyBytes: Uint8Array, payload: Uint8Array): Uint8Array {
+  if (keyBytes.length > 0xffff) throw new RangeError(`Invalid key: encoded length is ${keyBytes.length}`);
+  const out = new Uint8Array(2 + keyBytes.length + payload.length);
+  out[0] = keyBytes.length >> 8;
+  out[1] = keyBytes.length & 0xff;
+  out.set(keyBytes, 2);
+  out.set(payload, 2 + keyBytes.length);
+  return out;
+}
+
+function splitKey(plaintext: Uint8Array): { key: Key; body: Uint8Array } {
+  if (plaintext.length < 2) throw new SyntaxError("Cannot decode record: too short");
+  const length = (plaintext[0] << 8) | plaintext[1];
+  if (2 + length > plaintext.length) throw new SyntaxError("Cannot decode record: key runs past the end");
+  return { key: decodeKey(plaintext.subarray(2, 2 + length)), body: plaintext.subarray(2 + length) };
+}
+
 function describe(key: Key): string {
   return "[" + key.map((p) => p instanceof Uint8Array ? `0x${toHex(p)}` : JSON.stringify(String(p))).join(", ") + "]";
 }
@@ -115,7 +136,9 @@ export class Namespace {
   #store: EncryptedStore;
   #kv: Deno.Kv;
   #valueKey: Uint8Array;
-  #tagKey: Uint8Array;
+  #tagMac: KeyedHmac;
+  /** Tags of recently used string parts; tags are stored in the clear anyway. */
+  #tagCache = new Map<string, Uint8Array>();
   #nsTag: Uint8Array;
 
   /** @internal Use {@linkcode EncryptedStore.namespace}. */
@@ -125,7 +148,9 @@ export class Namespace {
     this.#kv = kv;
     const context = encodeKey(name);
     this.#valueKey = deriveKey(master, LABEL_KV_VALUE, context);
-    this.#tagKey = deriveKey(master, LABEL_KV_TAG, context);
+    const tagKey = deriveKey(master, LABEL_KV_TAG, context);
+    this.#tagMac = createKeyedHmac(tagKey);
+    wipe(tagKey);
     const rootTagKey = deriveKey(master, LABEL_KV_TAG);
     this.#nsTag = crypto.hmacSha256(rootTagKey, context).subarray(0, TAG_LEN);
     wipe(rootTagKey);
@@ -134,7 +159,16 @@ export class Namespace {
   #tags(key: Key): Uint8Array[] {
     const tags = new Array<Uint8Array>(key.length);
     for (let i = 0; i < key.length; i++) {
-      tags[i] = crypto.hmacSha256(this.#tagKey, encodeKeyPart(key[i])).subarray(0, TAG_LEN);
+      const part = key[i];
+      let tag = typeof part === "string" ? this.#tagCache.get(part) : undefined;
+      if (!tag) {
+        tag = this.#tagMac.digest(encodeKeyPart(part)).subarray(0, TAG_LEN);
+        if (typeof part === "string" && part.length <= 256) {
+          if (this.#tagCache.size >= TAG_CACHE_SIZE) this.#tagCache.clear();
+          this.#tagCache.set(part, tag);
+        }
+      }
+      tags[i] = tag;
     }
     return tags;
   }
@@ -186,7 +220,8 @@ export class Namespace {
   seal(key: Key, value: unknown): Sealed {
     const kvKey = this.kvKey(key);
     const body = encodeValue(value);
-    const inline = encodeValue([key, body]);
+    const keyBytes = encodeKey(key);
+    const inline = withKey(keyBytes, body);
     if (inline.length + 2 + NONCE_LEN + AEAD_TAG_LEN <= KV_MAX_VALUE) {
       return { kvKey, record: this.#seal(KIND_INLINE, undefined, kvKey, inline), chunks: [] };
     }
@@ -199,7 +234,7 @@ export class Namespace {
       const piece = body.subarray(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE);
       chunks.push({ kvKey: chunkKey, record: this.#seal(KIND_CHUNK, undefined, chunkKey, piece) });
     }
-    const manifest = encodeValue([key, { length: body.length, count, hash: sha256(body) }]);
+    const manifest = withKey(keyBytes, encodeValue({ length: body.length, count, hash: sha256(body) }));
     return { kvKey, record: this.#seal(KIND_MANIFEST, gen, kvKey, manifest), chunks, chunkPrefix, gen };
   }
 
@@ -208,13 +243,14 @@ export class Namespace {
     const opened = this.#open(record, kvKey, [KIND_INLINE, KIND_MANIFEST], what);
     let key: Key, body: Uint8Array;
     try {
-      [key, body] = decodeValue<[Key, Uint8Array]>(opened.plaintext);
+      ({ key, body } = splitKey(opened.plaintext));
+      if (opened.kind === KIND_MANIFEST) {
+        const manifest = decodeValue<{ length: number; count: number; hash: Uint8Array }>(body);
+        body = await this.#readChunks(kvKey, opened.gen!, manifest, () => describe(key));
+      }
     } catch (error) {
+      if (error instanceof IntegrityError) throw error;
       throw new IntegrityError(`Stored value at ${what()} is malformed`, { cause: error });
-    }
-    if (opened.kind === KIND_MANIFEST) {
-      const manifest = body as unknown as { length: number; count: number; hash: Uint8Array };
-      body = await this.#readChunks(kvKey, opened.gen!, manifest, () => describe(key));
     }
     return { key, value: decodeValue<T>(body) };
   }
@@ -309,7 +345,9 @@ export class Namespace {
 
   /** @internal Forgets this namespace's keys. */
   wipe(): void {
-    wipe(this.#valueKey, this.#tagKey);
+    wipe(this.#valueKey);
+    this.#tagMac.destroy();
+    this.#tagCache.clear();
   }
 }
 
@@ -362,7 +400,7 @@ export class AtomicBatch {
         cleanups.push({ prefix: ["c", ...kvKey.slice(1), "g"] });
       }
     }
-    await this.#store.writeChunks(preWrites);
+    if (preWrites.length > 0) await this.#store.writeChunks(preWrites);
     const result = await op.commit();
     if (!result.ok) throw new Error("Cannot commit: the atomic write was rejected");
     for (const c of cleanups) await this.#store.removeChunks(c.prefix, c.keep);

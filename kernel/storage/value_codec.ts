@@ -8,7 +8,7 @@
 
 import { decode, encode } from "cborg";
 import { bigIntDecoder, bigNegIntDecoder, negativeZeroEncoder, structBigIntEncoder } from "cborg/taglib";
-import { concat, utf8 } from "../bytes.ts";
+import { concat, fromUtf8, utf8 } from "../bytes.ts";
 
 /** One part of a storage key, as in Deno KV. */
 export type KeyPart = string | number | bigint | boolean | Uint8Array;
@@ -51,6 +51,7 @@ export function decodeValue<T = unknown>(bytes: Uint8Array): T {
   }
 }
 
+const encoder = new TextEncoder();
 const TYPE_STRING = 0x01;
 const TYPE_NUMBER = 0x02;
 const TYPE_BIGINT = 0x03;
@@ -84,14 +85,106 @@ export function encodeKeyPart(part: KeyPart): Uint8Array {
 
 /**
  * Encodes a whole key as the concatenation of `u16be(len) || encodeKeyPart(part)`
- * for each part, so two different keys never encode alike.
+ * for each part, so two different keys never encode alike. Written in one pass
+ * into one buffer: it runs for every stored value.
  */
 export function encodeKey(key: Key): Uint8Array {
-  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (const part of key) size += 3 + partBodyMax(part);
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  let offset = 0;
   for (const part of key) {
-    const body = encodeKeyPart(part);
-    if (body.length > 0xffff) throw new RangeError(`Invalid key part: length is ${body.length}, expected <= 65535`);
-    parts.push(Uint8Array.of(body.length >> 8, body.length & 0xff), body);
+    const start = offset;
+    offset += 3;
+    switch (typeof part) {
+      case "string":
+        out[start + 2] = TYPE_STRING;
+        offset += encoder.encodeInto(part, out.subarray(offset)).written;
+        break;
+      case "number":
+        out[start + 2] = TYPE_NUMBER;
+        view.setFloat64(offset, part, false);
+        offset += 8;
+        break;
+      case "bigint":
+        out[start + 2] = TYPE_BIGINT;
+        offset += encoder.encodeInto(part.toString(10), out.subarray(offset)).written;
+        break;
+      case "boolean":
+        out[start + 2] = TYPE_BOOLEAN;
+        out[offset++] = part ? 1 : 0;
+        break;
+      default:
+        if (!(part instanceof Uint8Array)) {
+          throw new TypeError(`Invalid key part: expected string, number, bigint, boolean or Uint8Array`);
+        }
+        out[start + 2] = TYPE_BYTES;
+        out.set(part, offset);
+        offset += part.length;
+    }
+    const length = offset - start - 2;
+    if (length > 0xffff) throw new RangeError(`Invalid key part: length is ${length}, expected <= 65535`);
+    view.setUint16(start, length, false);
   }
-  return concat(...parts);
+  return out.subarray(0, offset);
+}
+
+/** An upper bound of the body length of a part (UTF-8 takes at most 3 bytes per UTF-16 unit). */
+function partBodyMax(part: KeyPart): number {
+  switch (typeof part) {
+    case "string":
+      return part.length * 3;
+    case "number":
+      return 8;
+    case "bigint":
+      return part.toString(10).length;
+    case "boolean":
+      return 1;
+    default:
+      return part instanceof Uint8Array ? part.length : 0;
+  }
+}
+
+/**
+ * Decodes what {@linkcode encodeKey} wrote.
+ *
+ * @throws {SyntaxError} on a truncated encoding or an unknown part type.
+ */
+export function decodeKey(bytes: Uint8Array): Key {
+  const key: KeyPart[] = [];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let offset = 0;
+  while (offset < bytes.length) {
+    if (offset + 3 > bytes.length) throw new SyntaxError("Cannot decode key: truncated part header");
+    const length = view.getUint16(offset, false);
+    const end = offset + 2 + length;
+    if (length === 0 || end > bytes.length) throw new SyntaxError("Cannot decode key: truncated part");
+    const type = bytes[offset + 2];
+    const body = bytes.subarray(offset + 3, end);
+    switch (type) {
+      case TYPE_STRING:
+        key.push(fromUtf8(body));
+        break;
+      case TYPE_NUMBER:
+        if (body.length !== 8) throw new SyntaxError("Cannot decode key: a number part is not 8 bytes");
+        key.push(view.getFloat64(offset + 3, false));
+        break;
+      case TYPE_BIGINT:
+        if (!/^-?\d+$/.test(fromUtf8(body))) throw new SyntaxError("Cannot decode key: malformed bigint part");
+        key.push(BigInt(fromUtf8(body)));
+        break;
+      case TYPE_BOOLEAN:
+        if (body.length !== 1 || body[0] > 1) throw new SyntaxError("Cannot decode key: malformed boolean part");
+        key.push(body[0] === 1);
+        break;
+      case TYPE_BYTES:
+        key.push(body.slice());
+        break;
+      default:
+        throw new SyntaxError(`Cannot decode key: unknown part type ${type}`);
+    }
+    offset = end;
+  }
+  return key;
 }

@@ -7,7 +7,7 @@
 import { deepStrictEqual as eql, equal, notDeepStrictEqual, ok, rejects } from "node:assert/strict";
 import fc from "fast-check";
 import { CHUNK_SIZE, type Key, type KeyPart } from "../../../kernel/storage/encrypted_kv.ts";
-import { encodeValue } from "../../../kernel/storage/value_codec.ts";
+import { encodeKey, encodeValue } from "../../../kernel/storage/value_codec.ts";
 import { IntegrityError } from "../../../kernel/errors.ts";
 import { utf8 } from "../../../kernel/bytes.ts";
 import { containsBytes, flipRawByte, keyId, MASTER_B, moveRaw, rawEntries, rawRecord, tempStore } from "./_helpers.ts";
@@ -306,7 +306,8 @@ Deno.test("values on both sides of the inline size limit round-trip", async () =
   // find the largest byte value that stays inline, then test around it
   let inlineMax = 0;
   for (let n = 65_400; n < 65_600; n++) {
-    const inline = encodeValue([key, encodeValue(new Uint8Array(n))]).length + 2 + 24 + 16;
+    // plaintext = u16 key length || encodeKey(key) || CBOR(value); record = 2-byte header, 24-byte nonce, tag
+    const inline = 2 + encodeKey(key).length + encodeValue(new Uint8Array(n)).length + 2 + 24 + 16;
     if (inline <= 65_536) inlineMax = n;
   }
   ok(inlineMax > 0);

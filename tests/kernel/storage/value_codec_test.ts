@@ -8,6 +8,7 @@ import { deepStrictEqual as eql, equal, notDeepStrictEqual, throws } from "node:
 import fc from "fast-check";
 import { fromHex, toHex, utf8 } from "../../../kernel/bytes.ts";
 import {
+  decodeKey,
   decodeValue,
   encodeKey,
   encodeKeyPart,
@@ -171,4 +172,23 @@ Deno.test("property: a key's encoding is the concatenation of its parts' encodin
       eql(joined, encodeKey([...a, ...b]));
     }),
   );
+});
+
+Deno.test("decodeKey() inverts encodeKey() for every part type", () => {
+  const keys: Key[] = [
+    ["a"],
+    ["", 0, -0.5, 1n, -(2n ** 70n), true, false, new Uint8Array([0, 255])],
+    ["ünïcødé", Number.MAX_VALUE, Number.NEGATIVE_INFINITY],
+  ];
+  for (const key of keys) eql(decodeKey(encodeKey(key)), key);
+});
+
+Deno.test("decodeKey() refuses truncated and unknown encodings", () => {
+  const good = encodeKey(["abc", 1]);
+  const boundary = encodeKey(["abc"]).length;
+  for (let n = 1; n < good.length; n++) {
+    if (n === boundary) eql(decodeKey(good.subarray(0, n)), ["abc"]);
+    else throws(() => decodeKey(good.subarray(0, n)), SyntaxError, `length ${n}`);
+  }
+  throws(() => decodeKey(Uint8Array.of(0, 1, 9)), SyntaxError);
 });
