@@ -10,6 +10,7 @@
  */
 
 import { OpenAPIHono } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { VERSION } from "../node/node.ts";
 import { bearerAuth, FailureLimiter } from "./auth.ts";
@@ -51,14 +52,18 @@ export function createApp(ctx: ApiContext, options: AppOptions = {}): ApiHandler
     },
   });
   const auth = bearerAuth(ctx.node.tokens, options.limiter ?? new FailureLimiter());
-  app.use(
-    "*",
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: (c) => errorResponse(c, 413, "body_too_large", `The request body exceeds ${MAX_BODY_BYTES} bytes`),
-    }),
-  );
-  app.use("/v1/*", (c, next) => (PUBLIC_PATHS.has(c.req.path) ? next() : auth(c, next)));
+  const limit = bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: (c) => errorResponse(c, 413, "body_too_large", `The request body exceeds ${MAX_BODY_BYTES} bytes`),
+  });
+  // Authenticate first, so no body of an unauthenticated client is read; then limit bodies of the methods that
+  // carry one. One middleware keeps the per-request cost of GET routes low.
+  const limited: MiddlewareHandler = (c, next) =>
+    c.req.method === "GET" || c.req.method === "HEAD" ? next() : limit(c, next);
+  app.use("*", (c, next) => (PUBLIC_PATHS.has(c.req.path) ? limited(c, next) : auth(c, async () => {
+    const refused = await limited(c, next);
+    if (refused instanceof Response) c.res = refused;
+  })));
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
 
   healthRoutes(app);
@@ -67,9 +72,14 @@ export function createApp(ctx: ApiContext, options: AppOptions = {}): ApiHandler
   tokenRoutes(app, ctx);
   eventRoutes(app, ctx);
 
-  app.doc31("/v1/openapi.json", {
-    openapi: "3.1.0",
-    info: { title: "NewZoneCore node API", version: VERSION },
+  // Generated from the route definitions once, on first request.
+  let openapi: unknown;
+  app.get("/v1/openapi.json", (c) => {
+    openapi ??= app.getOpenAPI31Document({
+      openapi: "3.1.0",
+      info: { title: "NewZoneCore node API", version: VERSION },
+    });
+    return c.json(openapi as object);
   });
   app.notFound((c) => errorResponse(c, 404, "not_found", `No route ${c.req.method} ${c.req.path}`));
   app.onError(onError);

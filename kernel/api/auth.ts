@@ -42,10 +42,21 @@ export class FailureLimiter {
     this.#now = now;
   }
 
+  /** Whether any client has failed lately; when none has, no request needs its client's address. */
+  get idle(): boolean {
+    return this.#clients.size === 0;
+  }
+
   /** Milliseconds `client` must still wait, or 0. */
   blockedFor(client: string): number {
     const f = this.#clients.get(client);
-    return f ? Math.max(0, f.blockedUntil - this.#now()) : 0;
+    if (!f) return 0;
+    const now = this.#now();
+    if (f.blockedUntil <= now && now - f.since > this.#limits.windowMs) {
+      this.#clients.delete(client); // its window has passed: forget it
+      return 0;
+    }
+    return Math.max(0, f.blockedUntil - now);
   }
 
   /** Records one failure of `client`. */
@@ -77,8 +88,9 @@ export function clientOf(env: unknown): string {
 /** Middleware that requires `Authorization: Bearer <token>`. */
 export function bearerAuth(tokens: TokenStore, limiter: FailureLimiter): MiddlewareHandler {
   return async (c, next) => {
-    const client = clientOf(c.env);
-    const wait = limiter.blockedFor(client);
+    // Reading the remote address costs a call into the runtime: skip it while no client has failed.
+    let client = limiter.idle ? undefined : clientOf(c.env);
+    const wait = client === undefined ? 0 : limiter.blockedFor(client);
     if (wait > 0) {
       c.header("Retry-After", String(Math.ceil(wait / 1000)));
       return errorResponse(c, 429, "rate_limited", "Too many failed authentications; try again later");
@@ -87,7 +99,7 @@ export function bearerAuth(tokens: TokenStore, limiter: FailureLimiter): Middlew
     const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     const result = tokens.verify(match?.[1]);
     if (!result.ok) {
-      limiter.fail(client);
+      limiter.fail(client ??= clientOf(c.env));
       c.header("WWW-Authenticate", 'Bearer realm="nzcore"');
       const message = {
         missing: "A bearer token is required",

@@ -63,6 +63,7 @@ export class Identity {
   readonly did: string;
   #seed: Uint8Array;
   #x25519Secret: Uint8Array;
+  #info: IdentityInfo | undefined;
 
   private constructor(record: IdentityRecord) {
     assertBytes(record.seed, 32, "seed");
@@ -104,14 +105,15 @@ export class Identity {
 
   /** Public facts, for the API. */
   info(): IdentityInfo {
-    return {
+    this.#info ??= Object.freeze({
       name: this.name,
       nodeId: this.nodeId,
       did: this.did,
       publicKey: toHex(this.publicKey),
       agreementKey: toHex(this.agreementKey),
       created: this.created,
-    };
+    });
+    return this.#info;
   }
 
   /** Signs `message` with Ed25519. */

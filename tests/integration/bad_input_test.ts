@@ -199,7 +199,15 @@ Deno.test("kill -9 during writes loses no acknowledged write and the log still v
       }
     }
   });
-  while (acknowledged.length < 60) await new Promise((r) => setTimeout(r, 5));
+  const deadline = Date.now() + 20_000;
+  while (acknowledged.length < 60) {
+    if (Date.now() > deadline) {
+      stop = true;
+      await node.stop("SIGKILL");
+      throw new Error(`Only ${acknowledged.length} writes were acknowledged in 20 s:\n${node.output()}`);
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
   await node.stop("SIGKILL");
   stop = true;
   await Promise.all(writers);
