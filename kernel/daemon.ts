@@ -41,7 +41,28 @@ export interface Daemon {
 
 /** Starts a node and its API; stop it with `stop()` or a signal. */
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
-  const node = await Node.open(options);
+  // Listen for signals from the first moment: a SIGTERM during start-up is kept and honoured as soon as the
+  // node is up, instead of killing the process with its socket, token and lock files half written.
+  let stopRequested = false;
+  let stop: () => Promise<void> = () => {
+    stopRequested = true;
+    return Promise.resolve();
+  };
+  const onSignal = () => void stop();
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  const removeSignals = () => {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+  };
+
+  let node: Node;
+  try {
+    node = await Node.open(options);
+  } catch (error) {
+    removeSignals();
+    throw error;
+  }
   const listeners = { tcp: null as string | null, socket: null as string | null };
   let servers;
   const adminTokenPath = join(node.dataDir, FILES.adminToken);
@@ -62,6 +83,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       0o600,
     );
   } catch (error) {
+    removeSignals();
+    await servers?.shutdown().catch(() => {});
+    await Deno.remove(adminTokenPath).catch(() => {});
     await node.close().catch(() => {});
     throw error;
   }
@@ -71,13 +95,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   let resolveFinished!: () => void;
   const finished = new Promise<void>((resolve) => (resolveFinished = resolve));
   let stopping: Promise<void> | undefined;
-  const stop = () => {
+  const running = servers;
+  stop = () => {
     stopping ??= (async () => {
       clearInterval(timer);
-      Deno.removeSignalListener("SIGINT", stop);
-      Deno.removeSignalListener("SIGTERM", stop);
+      removeSignals();
       node.bus.close();
-      await servers.shutdown();
+      await running.shutdown();
       await Deno.remove(adminTokenPath).catch(() => {});
       await Deno.remove(join(node.dataDir, FILES.apiInfo)).catch(() => {});
       await node.close();
@@ -85,7 +109,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     })();
     return stopping;
   };
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
-  return { node, api: { ...listeners }, adminTokenPath, finished, stop };
+  if (stopRequested) void stop();
+  return { node, api: { ...listeners }, adminTokenPath, finished, stop: () => stop() };
 }

@@ -228,7 +228,7 @@ const NODE_HKDF_MAX_INFO = 1024;
  * does (canonical, on the curve, not small order), then verifies natively with
  * the cofactorless equation [S]B = R + [k]A. noble checks the cofactored one,
  * so the providers differ only on signatures that the key's owner built with a
- * small-order component (spec/crypto_primitives.md, "Ed25519").
+ * small-order component (spec/crypto.md, section "Ed25519").
  *
  * @example Agree on an X25519 secret
  * ```ts

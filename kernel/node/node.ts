@@ -118,6 +118,7 @@ export class Node {
     const lock = await lockDirectory(dataDir);
     let store: EncryptedStore | undefined;
     try {
+      await removeStaleTemporaries(dataDir);
       const created = !(await hasMasterKey(dataDir));
       const master = created
         ? await createMasterKey(dataDir, { passphrase: options.passphrase, scrypt: options.scrypt })
@@ -186,6 +187,19 @@ export class Node {
       this.identities.close();
       this.store.close();
       this.#lock.release();
+    }
+  }
+}
+
+/**
+ * Removes temporary files that an atomic write left when its process died
+ * between writing and renaming (`NAME.tmp-` followed by 12 hex digits). The
+ * caller holds the directory's lock, so no write is under way.
+ */
+async function removeStaleTemporaries(dataDir: string): Promise<void> {
+  for await (const entry of Deno.readDir(dataDir)) {
+    if (entry.isFile && /\.tmp-[0-9a-f]{12}$/.test(entry.name)) {
+      await Deno.remove(join(dataDir, entry.name)).catch(() => {});
     }
   }
 }

@@ -126,7 +126,7 @@ function toLe32(x: bigint): Uint8Array {
 }
 
 Deno.test("ed25519Verify() differs between providers only on a signature its key's owner built with a torsion component", () => {
-  // Known, documented divergence (spec/crypto_primitives.md, "Ed25519"): with R = rB + T for a point T of
+  // Known, documented divergence (spec/crypto.md, section "Ed25519"): with R = rB + T for a point T of
   // order 8, S = r + k*a passes noble's cofactored check, 8(SB - R - kA) = 0, and fails node:crypto's
   // cofactorless one, SB = R + kA. Building it needs the secret scalar a. This test pins both behaviours.
   const seed = new Uint8Array(32).fill(0x21);
