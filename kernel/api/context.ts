@@ -29,3 +29,8 @@ export const AUTH_RESPONSES = {
   401: { description: "Missing, malformed, unknown, expired or revoked token" },
   429: { description: "Too many failed authentications" },
 } as const;
+
+/** The `content` of an OpenAPI request body or response holding JSON of `schema`. */
+export function json<T>(schema: T): { content: { "application/json": { schema: T } } } {
+  return { content: { "application/json": { schema } } };
+}

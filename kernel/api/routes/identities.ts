@@ -5,7 +5,7 @@
  */
 
 import { createRoute, z } from "@hono/zod-openapi";
-import { type ApiApp, type ApiContext, AUTH_RESPONSES } from "../context.ts";
+import { type ApiApp, type ApiContext, AUTH_RESPONSES, json } from "../context.ts";
 import {
   CreateIdentitySchema,
   ErrorSchema,
@@ -16,7 +16,6 @@ import {
   RefParam,
 } from "../schemas.ts";
 
-const json = <T>(schema: T) => ({ content: { "application/json": { schema } } });
 const errors = {
   400: { description: "Invalid request", ...json(ErrorSchema) },
   404: { description: "No such identity", ...json(ErrorSchema) },

@@ -5,10 +5,8 @@
  */
 
 import { createRoute, z } from "@hono/zod-openapi";
-import { type ApiApp, type ApiContext, AUTH_RESPONSES } from "../context.ts";
+import { type ApiApp, type ApiContext, AUTH_RESPONSES, json } from "../context.ts";
 import { CreatedTokenSchema, CreateTokenSchema, ErrorSchema, IdParam, TokenSchema } from "../schemas.ts";
-
-const json = <T>(schema: T) => ({ content: { "application/json": { schema } } });
 
 const list = createRoute({
   method: "get",
