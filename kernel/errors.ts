@@ -59,3 +59,17 @@ export class ConflictError extends Error {
     this.name = "ConflictError";
   }
 }
+
+/** The disk holding the store is full: the write was not made, and what was stored before is intact. */
+export class StorageFullError extends Error {
+  /** @param message What could not be written, and where. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "StorageFullError";
+  }
+}
+
+/** Whether `error` is the operating system's or SQLite's report of a full disk. */
+export function isDiskFull(error: unknown): boolean {
+  return error instanceof Error && /disk is full|No space left on device|os error 28/i.test(error.message);
+}

@@ -14,6 +14,7 @@ import {
   CorruptFileError,
   IntegrityError,
   NotFoundError,
+  StorageFullError,
   StorageLockedError,
   WrongKeyError,
 } from "../errors.ts";
@@ -52,6 +53,7 @@ export function onError(error: Error, c: Context): Response {
   if (error instanceof CorruptFileError) return errorResponse(c, 400, "corrupt_file", error.message);
   if (error instanceof IntegrityError) return errorResponse(c, 500, "integrity", error.message);
   if (error instanceof StorageLockedError) return errorResponse(c, 409, "locked", error.message);
+  if (error instanceof StorageFullError) return errorResponse(c, 507, "storage_full", error.message);
   if (error instanceof RangeError || error instanceof SyntaxError) {
     return errorResponse(c, 400, "invalid_request", error.message);
   }

@@ -182,6 +182,9 @@ export class Node {
     try {
       await this.record("node.stopped", {});
       await this.log.checkpoint();
+    } catch (error) {
+      // Stopping must not fail for want of a last log entry (a full disk, say): the log stays valid without it.
+      console.warn(`nzcore: could not record the stop in the event log: ${(error as Error).message}`);
     } finally {
       this.bus.close();
       this.identities.close();

@@ -26,7 +26,7 @@
 import { concat, toHex, utf8, wipe } from "../bytes.ts";
 import { crypto, deriveKey, randomBytes, sha256 } from "../crypto/mod.ts";
 import { LABEL_KV_TAG, LABEL_KV_VALUE } from "../crypto/labels.ts";
-import { IntegrityError } from "../errors.ts";
+import { IntegrityError, isDiskFull, StorageFullError } from "../errors.ts";
 import { createKeyedHmac, type KeyedHmac } from "../crypto/keyed_hmac.ts";
 import { decodeKey, decodeValue, encodeKey, encodeKeyPart, encodeValue, type Key } from "./value_codec.ts";
 
@@ -400,8 +400,16 @@ export class AtomicBatch {
         cleanups.push({ prefix: ["c", ...kvKey.slice(1), "g"] });
       }
     }
-    if (preWrites.length > 0) await this.#store.writeChunks(preWrites);
-    const result = await op.commit();
+    let result: Deno.KvCommitResult | Deno.KvCommitError;
+    try {
+      if (preWrites.length > 0) await this.#store.writeChunks(preWrites);
+      result = await op.commit();
+    } catch (error) {
+      if (!isDiskFull(error)) throw error;
+      throw new StorageFullError(`The disk holding ${this.#store.path ?? "the store"} is full: nothing was written`, {
+        cause: error,
+      });
+    }
     if (!result.ok) throw new Error("Cannot commit: the atomic write was rejected");
     for (const c of cleanups) await this.#store.removeChunks(c.prefix, c.keep);
   }
