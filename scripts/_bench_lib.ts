@@ -175,6 +175,18 @@ export async function readRss(pid: number): Promise<number> {
   return Number(match[1]) * 1024;
 }
 
+/**
+ * Resident memory split as the kernel reports it: `anon` is private to the
+ * process (heap, stacks, buffers); `file` is pages of mapped files, mostly the
+ * deno executable's code and its V8 snapshot, shared with every other deno
+ * process and reclaimable under pressure.
+ */
+export async function readRssSplit(pid: number): Promise<{ anon: number; file: number }> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)\\s+kB`, "m").exec(status)?.[1] ?? NaN) * 1024;
+  return { anon: field("RssAnon"), file: field("RssFile") };
+}
+
 /** Bytes as MB (10^6 bytes) with one decimal. */
 export function mb(bytes: number): number {
   return round(bytes / 1e6, 1);

@@ -18,6 +18,7 @@ import {
   mb,
   median,
   readRss,
+  readRssSplit,
   round,
   type Server,
   spawnDeno,
@@ -128,6 +129,15 @@ try {
     bareDenoServe: mb(await readRss(bareServer.child.pid)),
     hono: mb(await readRss(honoServer.child.pid)),
   };
+  const split = async (pid: number) => {
+    const { anon, file } = await readRssSplit(pid);
+    return { privateMB: mb(anon), fileMB: mb(file) };
+  };
+  const rssSplit = {
+    node: await split(node.child.pid),
+    bareDenoServe: await split(bareServer.child.pid),
+    hono: await split(honoServer.child.pid),
+  };
   await stopCounting(node, "idle node");
   servers.length = 0;
   await stop(bareServer);
@@ -139,6 +149,7 @@ try {
     restartMs: stats(restart),
     baselineStartMs: { bareDenoServe: stats(bare), hono: stats(hono) },
     idleRssMB: rss,
+    idleRssSplit: rssSplit,
   };
 } finally {
   for (const s of servers) await stop(s);
@@ -158,10 +169,16 @@ console.log(table(["start", "median ms", "min ms", "max ms"], [
   row("Hono hello", result.baselineStartMs.hono),
 ]));
 console.log(`(cold-cache first run, not counted: ${result.coldCacheMs.toFixed(0)} ms)\n`);
-console.log(table(["idle after 5 s", "VmRSS MB"], [
-  ["node", result.idleRssMB.node.toFixed(1)],
-  ["bare Deno.serve hello", result.idleRssMB.bareDenoServe.toFixed(1)],
-  ["Hono hello", result.idleRssMB.hono.toFixed(1)],
+const memRow = (label: string, total: number, split: { privateMB: number; fileMB: number }) => [
+  label,
+  total.toFixed(1),
+  split.privateMB.toFixed(1),
+  split.fileMB.toFixed(1),
+];
+console.log(table(["idle after 5 s", "VmRSS MB", "private MB", "file-backed MB"], [
+  memRow("node", result.idleRssMB.node, result.idleRssSplit.node),
+  memRow("bare Deno.serve hello", result.idleRssMB.bareDenoServe, result.idleRssSplit.bareDenoServe),
+  memRow("Hono hello", result.idleRssMB.hono, result.idleRssSplit.hono),
 ]));
 console.log(`\nTarget start <= ${START_TARGET_MS} ms: ${startMet ? "met" : "NOT met"}`);
 console.log(`Target idle RSS <= ${RSS_TARGET_MB} MB: ${rssMet ? "met" : "NOT met"}`);
