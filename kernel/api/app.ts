@@ -37,8 +37,15 @@ export interface AppOptions {
 export interface ApiHandler {
   /** Answers one request; `info` is what `Deno.serve` passes (the client's address). */
   fetch(request: Request, info?: Deno.ServeHandlerInfo): Response | Promise<Response>;
-  /** Answers a request built from a path or URL, without a socket (for tests). */
-  request(input: string | URL | Request, init?: RequestInit): Response | Promise<Response>;
+  /**
+   * Answers a request built from a path or URL, without a socket (for tests);
+   * `info` stands for what `Deno.serve` would pass (none: as if over the Unix socket).
+   */
+  request(
+    input: string | URL | Request,
+    init?: RequestInit,
+    info?: Deno.ServeHandlerInfo,
+  ): Response | Promise<Response>;
 }
 
 /** Builds the API app for `ctx`. */

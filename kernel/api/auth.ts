@@ -78,11 +78,14 @@ export class FailureLimiter {
   }
 }
 
-/** The client's address as Deno.serve reports it, or "unix" for the socket. */
+/** The client name of every request that came over the Unix socket. */
+export const UNIX_CLIENT = "unix";
+
+/** The client's address as Deno.serve reports it, or {@linkcode UNIX_CLIENT} for the socket. */
 export function clientOf(env: unknown): string {
   const addr = (env as { remoteAddr?: Deno.Addr } | undefined)?.remoteAddr;
   if (addr && "hostname" in addr) return addr.hostname;
-  return "unix";
+  return UNIX_CLIENT;
 }
 
 /** Middleware that requires `Authorization: Bearer <token>`. */
@@ -99,7 +102,10 @@ export function bearerAuth(tokens: TokenStore, limiter: FailureLimiter): Middlew
     const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     const result = tokens.verify(match?.[1]);
     if (!result.ok) {
-      limiter.fail(client ??= clientOf(c.env));
+      client ??= clientOf(c.env);
+      // The socket is the owner's alone (0600 in a 0700 directory): its failures are not limited, so a mistyped
+      // token can never lock the owner's CLI out.
+      if (client !== UNIX_CLIENT) limiter.fail(client);
       c.header("WWW-Authenticate", 'Bearer realm="nzcore"');
       const message = {
         missing: "A bearer token is required",

@@ -142,6 +142,7 @@ export class Node {
       const log = await EventLog.open(store, "node", signer, { checkpointEvery: options.checkpointEvery });
       const bus = new EventBus();
       const node = new Node({ dataDir, created, keyMode, lock, store, identities, tokens, log, bus });
+      await node.blobs.collectGarbage();
       await node.record("node.started", { version: VERSION, identity: identities.active().did });
       return node;
     } catch (error) {

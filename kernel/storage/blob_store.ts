@@ -69,6 +69,8 @@ export class BlobStore {
   async put(source: ReadableStream<Uint8Array> | Uint8Array): Promise<BlobInfo> {
     const stream = source instanceof Uint8Array ? ReadableStream.from([source]) : source;
     const upload = randomBytes(16);
+    // The marker lets collectGarbage() find the chunks of an upload that a crash interrupted.
+    await this.#ns.set(["upload", upload], { started: Date.now() });
     const hash = createHash("sha256");
     let pending = new Uint8Array(BLOB_CHUNK);
     let filled = 0, size = 0, index = 0;
@@ -100,6 +102,7 @@ export class BlobStore {
       if (inBatch > 0) await batch.commit();
     } catch (error) {
       await this.#removeChunks(upload, index).catch(() => {});
+      await this.#ns.delete(["upload", upload]).catch(() => {});
       throw error;
     }
     pending = new Uint8Array(0);
@@ -108,10 +111,12 @@ export class BlobStore {
       const existing = await this.#ns.get<Manifest>(["blob", address]);
       if (existing) {
         await this.#removeChunks(upload, index);
+        await this.#ns.delete(["upload", upload]);
         return { address, size: existing.size, chunks: existing.chunks, created: existing.created };
       }
       const manifest: Manifest = { address, size, chunks: index, created: Date.now(), upload };
-      await this.#ns.set(["blob", address], manifest);
+      await this.#store.atomic().set(this.#ns, ["blob", address], manifest).delete(this.#ns, ["upload", upload])
+        .commit();
       return { address, size, chunks: index, created: manifest.created };
     });
   }
@@ -176,6 +181,35 @@ export class BlobStore {
       await this.#removeChunks(manifest.upload, manifest.chunks);
       return true;
     });
+  }
+
+  /**
+   * Removes the chunks of uploads that never got a manifest (the process died
+   * mid-upload). Run it when no `put` is under way; the node does at start.
+   *
+   * @returns the number of interrupted uploads cleaned up.
+   */
+  async collectGarbage(): Promise<number> {
+    const interrupted: Uint8Array[] = [];
+    for await (const { key } of this.#ns.list(["upload"], { onError: () => {} })) {
+      if (key[1] instanceof Uint8Array) interrupted.push(key[1]);
+    }
+    for (const upload of interrupted) {
+      let count = 0;
+      for (;; count += WRITE_BATCH) {
+        const keys = Array.from({ length: WRITE_BATCH }, (_, i) => ["chunk", upload, count + i]);
+        // A chunk that fails authentication still counts as present: it is removed with the rest.
+        const values = await this.#ns.getMany(keys).catch((error) => {
+          if (error instanceof IntegrityError) return [true];
+          throw error;
+        });
+        const present = values.some((v) => v !== undefined);
+        if (!present) break;
+      }
+      await this.#removeChunks(upload, count);
+      await this.#ns.delete(["upload", upload]);
+    }
+    return interrupted.length;
   }
 
   async #removeChunks(upload: Uint8Array, count: number): Promise<void> {

@@ -10,7 +10,10 @@ async function setup(options: { limiter?: FailureLimiter } = {}) {
   const node = await Node.open({ dataDir });
   const app = createApp({ node, listeners: { tcp: null, socket: null }, permissions: { read: "granted" } }, options);
   const admin = await node.tokens.create("admin", { persist: false });
-  const request = (path: string, init: RequestInit & { json?: unknown; token?: string | null } = {}) => {
+  const request = (
+    path: string,
+    init: RequestInit & { json?: unknown; token?: string | null; from?: string } = {},
+  ) => {
     const headers = new Headers(init.headers);
     const token = init.token === undefined ? admin.token : init.token;
     if (token) headers.set("authorization", `Bearer ${token}`);
@@ -19,7 +22,10 @@ async function setup(options: { limiter?: FailureLimiter } = {}) {
       headers.set("content-type", "application/json");
       body = JSON.stringify(init.json);
     }
-    return app.request(path, { ...init, headers, body });
+    const info = init.from
+      ? { remoteAddr: { transport: "tcp", hostname: init.from, port: 40000 }, completed: Promise.resolve() }
+      : undefined;
+    return app.request(path, { ...init, headers, body }, info as Deno.ServeHandlerInfo | undefined);
   };
   return {
     node,
@@ -165,10 +171,20 @@ Deno.test("failed authentications are limited per client", async () => {
   });
   const bad = "nzt_" + "C".repeat(43);
   const statuses = [];
-  for (let i = 0; i < 4; i++) statuses.push((await t.request("/v1/state", { token: bad })).status);
+  const from = "192.0.2.7";
+  for (let i = 0; i < 4; i++) statuses.push((await t.request("/v1/state", { token: bad, from })).status);
   eql(statuses, [401, 401, 401, 429]);
-  equal((await t.request("/v1/state")).status, 429, "the whole client is blocked, good token or not");
+  equal((await t.request("/v1/state", { from })).status, 429, "the whole client is blocked, good token or not");
+  equal((await t.request("/v1/state", { from: "192.0.2.8" })).status, 200, "other clients carry on");
   now += 5001;
+  equal((await t.request("/v1/state", { from })).status, 200);
+});
+
+Deno.test("failures over the owner-only Unix socket are never limited", async () => {
+  await using t = await setup({
+    limiter: new FailureLimiter({ maxFailures: 2, windowMs: 1000, blockMs: 5000 }, () => 0),
+  });
+  for (let i = 0; i < 5; i++) equal((await t.request("/v1/state", { token: "nzt_" + "D".repeat(43) })).status, 401);
   equal((await t.request("/v1/state")).status, 200);
 });
 

@@ -6,6 +6,7 @@
 
 import { deepStrictEqual as eql, equal, ok, rejects } from "node:assert/strict";
 import { BLOB_CHUNK, BlobStore } from "../../../kernel/storage/blob_store.ts";
+import { EncryptedStore } from "../../../kernel/storage/encrypted_kv.ts";
 import { IntegrityError, NotFoundError } from "../../../kernel/errors.ts";
 import { sha256 } from "../../../kernel/crypto/mod.ts";
 import { concat, toHex, utf8 } from "../../../kernel/bytes.ts";
@@ -249,4 +250,58 @@ Deno.test("blob content and addresses do not appear in the raw KV entries", asyn
     ok(!containsBytes(value as Uint8Array, utf8(info.address)));
     for (const part of key) ok(typeof part !== "string" || part.length === 1);
   }
+});
+
+Deno.test("collectGarbage() removes the chunks of an upload interrupted before its manifest", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/store.kv`;
+  const master = new Uint8Array(32).fill(3);
+  // A child process starts a large upload and is killed mid-stream.
+  const script = `
+    import { EncryptedStore } from "${new URL("../../../kernel/storage/encrypted_kv.ts", import.meta.url).href}";
+    import { BlobStore } from "${new URL("../../../kernel/storage/blob_store.ts", import.meta.url).href}";
+    const store = await EncryptedStore.open(${JSON.stringify(path)}, new Uint8Array(32).fill(3));
+    const blobs = new BlobStore(store);
+    let n = 0;
+    const stream = new ReadableStream({
+      async pull(c) {
+        c.enqueue(new Uint8Array(60_000).fill(n++ & 0xff));
+        if (n === 25) console.log("streaming");
+        await new Promise((r) => setTimeout(r, 5));
+      },
+    });
+    await blobs.put(stream);
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--unstable-kv", script],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!out.includes("streaming")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += value;
+  }
+  child.kill("SIGKILL");
+  await child.status;
+  await reader.cancel().catch(() => {});
+
+  const store = await EncryptedStore.open(path, master);
+  const raw = async () => {
+    let n = 0;
+    for await (const _ of store.raw.list({ prefix: [] })) n++;
+    return n;
+  };
+  const before = await raw();
+  ok(before > 20, `the interrupted upload left ${before} records`);
+  const blobs = new BlobStore(store);
+  equal(await blobs.collectGarbage(), 1);
+  equal(await raw(), 0, "nothing of the interrupted upload remains");
+  equal(await blobs.collectGarbage(), 0);
+  const info = await blobs.put(new Uint8Array([1, 2, 3]));
+  eql(await blobs.bytes(info.address), new Uint8Array([1, 2, 3]));
+  store.close();
+  await Deno.remove(dir, { recursive: true });
 });
