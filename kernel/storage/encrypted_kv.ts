@@ -106,6 +106,12 @@ function splitKey(plaintext: Uint8Array): { key: Key; body: Uint8Array } {
   return { key: decodeKey(plaintext.subarray(2, 2 + length)), body: plaintext.subarray(2 + length) };
 }
 
+/** A full disk becomes StorageFullError; other errors pass as they are. */
+function storageError(error: unknown, path: string | undefined): unknown {
+  if (!isDiskFull(error)) return error;
+  return new StorageFullError(`The disk holding ${path ?? "the store"} is full: nothing was written`, { cause: error });
+}
+
 function describe(key: Key): string {
   return "[" + key.map((p) => p instanceof Uint8Array ? `0x${toHex(p)}` : JSON.stringify(String(p))).join(", ") + "]";
 }
@@ -315,7 +321,17 @@ export class Namespace {
 
   /** Writes one value (any CBOR-representable value), replacing what the key held. */
   async set(key: Key, value: unknown): Promise<void> {
-    await this.#store.atomic().set(this, key, value).commit();
+    const sealed = this.seal(key, value);
+    if (sealed.chunks.length > 0) {
+      await this.#store.atomic().set(this, key, value).commit();
+      return;
+    }
+    // The common case, one inline record: one write, without a batch.
+    try {
+      await this.#kv.set(sealed.kvKey, sealed.record);
+    } catch (error) {
+      throw storageError(error, this.#store.path);
+    }
   }
 
   /** Deletes one key and its chunks; deleting a missing key is not an error. */
@@ -405,10 +421,7 @@ export class AtomicBatch {
       if (preWrites.length > 0) await this.#store.writeChunks(preWrites);
       result = await op.commit();
     } catch (error) {
-      if (!isDiskFull(error)) throw error;
-      throw new StorageFullError(`The disk holding ${this.#store.path ?? "the store"} is full: nothing was written`, {
-        cause: error,
-      });
+      throw storageError(error, this.#store.path);
     }
     if (!result.ok) throw new Error("Cannot commit: the atomic write was rejected");
     for (const c of cleanups) await this.#store.removeChunks(c.prefix, c.keep);
