@@ -64,11 +64,11 @@ Deno.test("state reports version, identity, permissions and storage", async () =
 Deno.test("identities can be created, listed, switched, exported and imported", async () => {
   await using t = await setup();
   await using other = await setup();
-  const created = await t.request("/v1/identities", { method: "POST", json: { name: "work" } });
+  const created = await t.request("/v1/identities", { method: "POST", json: { name: "office" } });
   equal(created.status, 201);
   const work = await created.json();
   equal(work.active, false);
-  const dup = await t.request("/v1/identities", { method: "POST", json: { name: "work" } });
+  const dup = await t.request("/v1/identities", { method: "POST", json: { name: "office" } });
   equal(dup.status, 409);
   equal((await dup.json()).error.code, "conflict");
   const switched = await (await t.request(`/v1/identities/${work.did}/activate`, { method: "POST" })).json();
@@ -77,7 +77,7 @@ Deno.test("identities can be created, listed, switched, exported and imported", 
   const missing = await t.request("/v1/identities/nobody/activate", { method: "POST" });
   equal(missing.status, 404);
 
-  const exported = await t.request("/v1/identities/work/export", {
+  const exported = await t.request("/v1/identities/office/export", {
     method: "POST",
     json: { passphrase: "a long passphrase" },
   });
