@@ -37,6 +37,7 @@ export class IdentityStore {
   #ns: Namespace;
   #loaded = new Map<string, Identity>();
   #active: string | undefined;
+  #tail: Promise<unknown> = Promise.resolve();
 
   private constructor(store: EncryptedStore) {
     this.#store = store;
@@ -113,19 +114,33 @@ export class IdentityStore {
   }
 
   /** Creates a new identity; the first one becomes active. */
-  async create(name: string, options: { activate?: boolean } = {}): Promise<Identity> {
-    this.#assertFreeName(name);
-    const identity = Identity.generate(name);
-    await this.#save(identity, options.activate ?? this.#active === undefined);
-    return identity;
+  create(name: string, options: { activate?: boolean } = {}): Promise<Identity> {
+    return this.#serial(async () => {
+      this.#assertFreeName(name);
+      const identity = Identity.generate(name);
+      await this.#save(identity, options.activate ?? this.#active === undefined);
+      return identity;
+    });
+  }
+
+  /**
+   * Runs changes one at a time, so two requests at once cannot both pass a
+   * check (a free name, an absent node ID) before either has saved.
+   */
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(fn);
+    this.#tail = run.catch(() => {});
+    return run;
   }
 
   /** Makes `ref` the active identity. */
-  async switch(ref: string): Promise<Identity> {
-    const identity = this.resolve(ref);
-    await this.#ns.set(["active"], identity.nodeId);
-    this.#active = identity.nodeId;
-    return identity;
+  switch(ref: string): Promise<Identity> {
+    return this.#serial(async () => {
+      const identity = this.resolve(ref);
+      await this.#ns.set(["active"], identity.nodeId);
+      this.#active = identity.nodeId;
+      return identity;
+    });
   }
 
   /** The text of an export file of `ref`, sealed by `passphrase`. */
@@ -143,6 +158,10 @@ export class IdentityStore {
     options: { name?: string; activate?: boolean } = {},
   ): Promise<Identity> {
     const imported = await importIdentity(text, passphrase);
+    return await this.#serial(() => this.#add(imported, options));
+  }
+
+  async #add(imported: Identity, options: { name?: string; activate?: boolean }): Promise<Identity> {
     if (this.#loaded.has(imported.nodeId)) {
       imported.wipe();
       throw new ConflictError(`Identity ${imported.nodeId} is on this node already`);

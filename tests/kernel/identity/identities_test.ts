@@ -278,3 +278,13 @@ Deno.test("close() wipes the secrets of every loaded identity", async () => {
   eql(id.toRecord().seed, new Uint8Array(32));
   equal(f.ids.size, 0);
 });
+
+Deno.test("two creations of one name at once leave one identity and a ConflictError", async () => {
+  await using t = await tempStore();
+  const ids = await IdentityStore.open(t.store);
+  const results = await Promise.allSettled([ids.create("twin"), ids.create("twin")]);
+  equal(results.filter((r) => r.status === "fulfilled").length, 1);
+  const rejected = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+  ok(rejected.reason instanceof ConflictError);
+  equal(ids.list().filter((i) => i.name === "twin").length, 1);
+});
