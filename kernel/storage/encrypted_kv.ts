@@ -26,7 +26,7 @@
 import { concat, toHex, utf8, wipe } from "../bytes.ts";
 import { crypto, deriveKey, randomBytes, sha256 } from "../crypto/mod.ts";
 import { LABEL_KV_TAG, LABEL_KV_VALUE } from "../crypto/labels.ts";
-import { IntegrityError, isDiskFull, StorageFullError } from "../errors.ts";
+import { ConflictError, IntegrityError, isDiskFull, StorageFullError } from "../errors.ts";
 import { createKeyedHmac, type KeyedHmac } from "../crypto/keyed_hmac.ts";
 import { decodeKey, decodeValue, encodeKey, encodeKeyPart, encodeValue, type Key } from "./value_codec.ts";
 
@@ -83,8 +83,6 @@ interface Sealed {
   record: Uint8Array;
   /** Chunks that must be durable before `record` is written. */
   chunks: { kvKey: Deno.KvKey; record: Uint8Array }[];
-  /** Prefix of this key's chunks, when stale generations should be removed after commit. */
-  chunkPrefix?: Deno.KvKey;
   gen?: Uint8Array;
 }
 
@@ -104,6 +102,14 @@ function splitKey(plaintext: Uint8Array): { key: Key; body: Uint8Array } {
   const length = (plaintext[0] << 8) | plaintext[1];
   if (2 + length > plaintext.length) throw new SyntaxError("Cannot decode record: key runs past the end");
   return { key: decodeKey(plaintext.subarray(2, 2 + length)), body: plaintext.subarray(2 + length) };
+}
+
+/** How often a commit re-reads and retries when a watched key changed under it. */
+const COMMIT_ATTEMPTS = 8;
+
+/** The prefix of the chunks of the value at `kvKey` (`["v", ...]`): `["c", ..., "g"]`. */
+function chunkPrefixOf(kvKey: Deno.KvKey): Deno.KvKey {
+  return ["c", ...kvKey.slice(1), "g"];
 }
 
 /** A full disk becomes StorageFullError; other errors pass as they are. */
@@ -232,7 +238,7 @@ export class Namespace {
       return { kvKey, record: this.#seal(KIND_INLINE, undefined, kvKey, inline), chunks: [] };
     }
     const gen = randomBytes(GEN_LEN);
-    const chunkPrefix: Deno.KvKey = ["c", ...kvKey.slice(1), "g"];
+    const chunkPrefix = chunkPrefixOf(kvKey);
     const chunks = [];
     const count = Math.ceil(body.length / CHUNK_SIZE);
     for (let i = 0; i < count; i++) {
@@ -241,7 +247,7 @@ export class Namespace {
       chunks.push({ kvKey: chunkKey, record: this.#seal(KIND_CHUNK, undefined, chunkKey, piece) });
     }
     const manifest = withKey(keyBytes, encodeValue({ length: body.length, count, hash: sha256(body) }));
-    return { kvKey, record: this.#seal(KIND_MANIFEST, gen, kvKey, manifest), chunks, chunkPrefix, gen };
+    return { kvKey, record: this.#seal(KIND_MANIFEST, gen, kvKey, manifest), chunks, gen };
   }
 
   async #decodeRecord<T>(kvKey: Deno.KvKey, record: Uint8Array, hint?: Key): Promise<Entry<T>> {
@@ -397,34 +403,61 @@ export class AtomicBatch {
 
   /**
    * Commits every mutation at once: after it resolves, all are durable; if
-   * it throws, none of the values changed (chunks written ahead of a large
-   * value are collected later).
+   * it throws, none of the values changed.
+   *
+   * A large value's chunks are written first, under a fresh generation. Where
+   * a mutation replaces or deletes what may be a large value (a chunked set,
+   * a delete), the commit checks that the key still holds what was read, so
+   * a concurrent writer is never undone, and afterwards removes the chunks of
+   * exactly the generation it replaced.
+   *
+   * @throws {ConflictError} when other writers kept changing the same keys.
+   * @throws {StorageFullError} when the disk is full.
    */
   async commit(): Promise<void> {
-    const op = this.#kv.atomic();
-    const cleanups: { prefix: Deno.KvKey; keep?: Uint8Array }[] = [];
-    const preWrites: { kvKey: Deno.KvKey; record: Uint8Array }[] = [];
+    const sets: Sealed[] = [];
+    const deletes: Deno.KvKey[] = [];
+    const watched: Deno.KvKey[] = [];
     for (const m of this.#mutations) {
       if (m.type === "set") {
         const sealed = m.ns.seal(m.key, m.value);
-        op.set(sealed.kvKey, sealed.record);
-        preWrites.push(...sealed.chunks);
-        if (sealed.chunkPrefix) cleanups.push({ prefix: sealed.chunkPrefix, keep: sealed.gen });
+        sets.push(sealed);
+        if (sealed.chunks.length > 0) watched.push(sealed.kvKey);
       } else {
         const kvKey = m.ns.kvKey(m.key);
-        op.delete(kvKey);
-        cleanups.push({ prefix: ["c", ...kvKey.slice(1), "g"] });
+        deletes.push(kvKey);
+        watched.push(kvKey);
       }
     }
-    let result: Deno.KvCommitResult | Deno.KvCommitError;
+    const preWrites = sets.flatMap((s) => s.chunks);
     try {
       if (preWrites.length > 0) await this.#store.writeChunks(preWrites);
-      result = await op.commit();
+      for (let attempt = 0; attempt < COMMIT_ATTEMPTS; attempt++) {
+        const current = watched.length > 0 ? await this.#store.readRecords(watched) : [];
+        const op = this.#kv.atomic();
+        for (const entry of current) op.check({ key: entry.key, versionstamp: entry.versionstamp });
+        for (const s of sets) op.set(s.kvKey, s.record);
+        for (const kvKey of deletes) op.delete(kvKey);
+        const result = await op.commit();
+        if (!result.ok) continue; // another writer changed a watched key: read again
+        for (const entry of current) {
+          const gen = entry.value instanceof Uint8Array ? readHeader(entry.value)?.gen : undefined;
+          if (gen) await this.#store.removeGeneration(chunkPrefixOf(entry.key), gen);
+        }
+        return;
+      }
     } catch (error) {
+      await this.#abandon(sets);
       throw storageError(error, this.#store.path);
     }
-    if (!result.ok) throw new Error("Cannot commit: the atomic write was rejected");
-    for (const c of cleanups) await this.#store.removeChunks(c.prefix, c.keep);
+    await this.#abandon(sets);
+    throw new ConflictError("Cannot commit: other writers kept changing the same keys; try again");
+  }
+
+  async #abandon(sets: Sealed[]): Promise<void> {
+    for (const s of sets) {
+      if (s.gen) await this.#store.removeGeneration(chunkPrefixOf(s.kvKey), s.gen).catch(() => {});
+    }
   }
 }
 
@@ -493,14 +526,20 @@ export class EncryptedStore {
     if (count > 0) await op.commit();
   }
 
-  /** @internal Deletes the chunks under `prefix` except those of generation `keep`. */
-  async removeChunks(prefix: Deno.KvKey, keep?: Uint8Array): Promise<void> {
-    const keepHex = keep ? toHex(keep) : undefined;
+  /** @internal Reads the current records at `keys` (for their versionstamps and chunk generations). */
+  async readRecords(keys: Deno.KvKey[]): Promise<Deno.KvEntryMaybe<unknown>[]> {
+    const out: Deno.KvEntryMaybe<unknown>[] = [];
+    for (let i = 0; i < keys.length; i += GET_MANY_MAX) {
+      out.push(...await this.#kv.getMany(keys.slice(i, i + GET_MANY_MAX)));
+    }
+    return out;
+  }
+
+  /** @internal Deletes every chunk of generation `gen` under `prefix` (`["c", ..., "g"]`). */
+  async removeGeneration(prefix: Deno.KvKey, gen: Uint8Array): Promise<void> {
     let op = this.#kv.atomic();
     let count = 0;
-    for await (const entry of this.#kv.list({ prefix })) {
-      const gen = entry.key[prefix.length];
-      if (keepHex && gen instanceof Uint8Array && toHex(gen) === keepHex) continue;
+    for await (const entry of this.#kv.list({ prefix: [...prefix, gen] })) {
       op.delete(entry.key);
       if (++count >= 900) {
         await op.commit();

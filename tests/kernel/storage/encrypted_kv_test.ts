@@ -602,3 +602,18 @@ Deno.test("property: random keys and values round-trip through set(), get(), get
     { numRuns: 150 },
   );
 });
+
+Deno.test("concurrent writes and deletes of one large value never leave it without its chunks", async () => {
+  await using t = await tempStore();
+  const ns = t.store.namespace(["race"]);
+  for (let round = 0; round < 10; round++) {
+    const a = new Uint8Array(150_000).fill(1), b = new Uint8Array(150_000).fill(2);
+    await Promise.all([ns.set(["k"], a), ns.set(["k"], b)]);
+    const v = await ns.get<Uint8Array>(["k"]);
+    ok(v && (v[0] === 1 || v[0] === 2) && v.every((x) => x === v[0]), "one of the two whole values");
+    await Promise.all([ns.set(["k"], a), ns.delete(["k"])]);
+    const after = await ns.get<Uint8Array>(["k"]);
+    ok(after === undefined || after[0] === 1);
+  }
+  equal(await t.store.collectGarbage(), 0, "no chunk was left behind");
+});
