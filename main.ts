@@ -104,6 +104,8 @@ export function buildProgram(): Command {
       console.log("ready");
       await daemon.finished;
       console.log("stopped");
+      // Connections that outlived the grace period must not keep the process alive.
+      Deno.exit(0);
     });
 
   program.command("state")

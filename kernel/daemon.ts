@@ -15,6 +15,9 @@ import { Node, type NodeOptions } from "./node/node.ts";
 import { queryPermissions } from "./node/permissions.ts";
 import { writeFileAtomic } from "./storage/master_key.ts";
 
+/** How long a stop waits for open requests (an event stream, say) before it closes the node anyway. */
+const SHUTDOWN_GRACE_MS = 3000;
+
 /** Options of {@linkcode startDaemon}. */
 export interface DaemonOptions extends NodeOptions {
   /** TCP address of the API; `null` for none. */
@@ -101,7 +104,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       clearInterval(timer);
       removeSignals();
       node.bus.close();
-      await running.shutdown();
+      // Open requests get a few seconds to finish; a client that stops reading cannot hold the stop for longer.
+      let grace: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        running.shutdown(),
+        new Promise<void>((resolve) => (grace = setTimeout(resolve, SHUTDOWN_GRACE_MS))),
+      ]);
+      clearTimeout(grace);
       await Deno.remove(adminTokenPath).catch(() => {});
       await Deno.remove(join(node.dataDir, FILES.apiInfo)).catch(() => {});
       await node.close();

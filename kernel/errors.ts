@@ -62,7 +62,7 @@ export class ConflictError extends Error {
 
 /** The disk holding the store is full: the write was not made, and what was stored before is intact. */
 export class StorageFullError extends Error {
-  /** @param message What could not be written, and where. */
+  /** Creates the error from a message (what could not be written, and where) and optional `options.cause`. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "StorageFullError";

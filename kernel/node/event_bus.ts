@@ -42,6 +42,8 @@ interface Subscriber {
 export class EventBus {
   #next = 1;
   #subscribers = new Set<Subscriber>();
+  #closed = false;
+  #closing = new AbortController();
   #now: () => number;
 
   /** Creates a bus; `options.now` is the clock in milliseconds (default `Date.now`). */
@@ -78,6 +80,7 @@ export class EventBus {
       bufferSize: options.bufferSize ?? 1024,
       closed: false,
     };
+    if (this.#closed) return;
     const stop = () => {
       sub.closed = true;
       sub.wake?.();
@@ -105,8 +108,15 @@ export class EventBus {
     }
   }
 
-  /** Ends every subscription. */
+  /** Aborted when the bus closes: readers blocked elsewhere (a slow client's socket) watch it. */
+  get signal(): AbortSignal {
+    return this.#closing.signal;
+  }
+
+  /** Ends every subscription; later subscriptions end at once. */
   close(): void {
+    this.#closed = true;
+    this.#closing.abort();
     for (const sub of this.#subscribers) {
       sub.closed = true;
       sub.wake?.();

@@ -159,7 +159,13 @@ export class Node {
 
   /** Appends an event to the signed log and publishes it on the bus. */
   async record(type: string, data: Record<string, unknown>): Promise<void> {
-    await this.log.append(type, data);
+    try {
+      await this.log.append(type, data);
+    } catch (error) {
+      // The change this records is already made: a failed log entry (a full disk, say) must not turn its
+      // success into an error that the client would retry. It is reported, and the event still published.
+      console.warn(`nzcore: could not record ${type} in the event log: ${(error as Error).message}`);
+    }
     this.bus.publish(type, data);
   }
 
@@ -181,7 +187,7 @@ export class Node {
     if (this.#closed) return;
     this.#closed = true;
     try {
-      await this.record("node.stopped", {});
+      await this.log.append("node.stopped", {});
       await this.log.checkpoint();
     } catch (error) {
       // Stopping must not fail for want of a last log entry (a full disk, say): the log stays valid without it.

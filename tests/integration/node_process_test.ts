@@ -276,3 +276,29 @@ Deno.test("a signal during start-up never leaves the data directory unusable", a
   eql(leftovers, []);
   await node.stop();
 });
+
+Deno.test("an event-stream client that stops reading cannot hold up a stop", async () => {
+  await using dir = await tempDataDir();
+  const node = await startNode(dir.path);
+  const { hostname, port } = new URL(node.url);
+  // A raw client that subscribes and then never reads.
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  await conn.write(
+    new TextEncoder().encode(
+      `GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${node.token}\r\n\r\n`,
+    ),
+  );
+  // Enough events to fill the socket buffers.
+  const big = "x".repeat(60);
+  await Promise.all(Array.from({ length: 8 }, async (_, w) => {
+    for (let i = 0; i < 40; i++) {
+      const r = await node.api("/v1/tokens", { method: "POST", body: JSON.stringify({ name: `${big}${w}-${i}` }) });
+      await r.body?.cancel();
+    }
+  }));
+  const started = Date.now();
+  const status = await node.stop("SIGTERM");
+  equal(status.code, 0);
+  ok(Date.now() - started < 10_000, "the stop did not wait for the stuck client");
+  conn.close();
+});

@@ -29,21 +29,38 @@ const route = createRoute({
   },
 });
 
+/** One SSE message; `data` is JSON, so it holds no line break. */
+function sseMessage(id: string, event: string, data: string): string {
+  return `id: ${id}\nevent: ${event}\ndata: ${data}\n\n`;
+}
+
 /** Registers the event stream route. */
 export function eventRoutes(app: ApiApp, ctx: ApiContext): void {
   app.openapi(route, (c) => {
     const types = c.req.valid("query").types?.split(",").map((t) => t.trim()).filter(Boolean);
     return streamSSE(c, async (stream) => {
       const abort = new AbortController();
+      const bus = ctx.node.bus;
       stream.onAbort(() => abort.abort());
-      const heartbeat = setInterval(() => stream.write(": keep-alive\n\n").catch(() => abort.abort()), HEARTBEAT_MS);
+      const onClose = () => abort.abort();
+      bus.signal.addEventListener("abort", onClose, { once: true });
+      // A write blocks while the client does not read; it gives way when the client leaves or the bus closes.
+      const stopped = new Promise<void>((resolve) => {
+        if (abort.signal.aborted || bus.signal.aborted) resolve();
+        abort.signal.addEventListener("abort", () => resolve(), { once: true });
+      });
+      const write = (text: string) => Promise.race([stream.write(text).then(() => {}), stopped]);
+      const heartbeat = setInterval(() => write(": keep-alive\n\n").catch(() => abort.abort()), HEARTBEAT_MS);
       try {
-        await stream.write(": connected\n\n");
-        for await (const event of ctx.node.bus.subscribe({ types, signal: abort.signal })) {
-          await stream.writeSSE({ id: String(event.id), event: event.type, data: JSON.stringify(event) });
+        await write(": connected\n\n");
+        for await (const event of bus.subscribe({ types, signal: abort.signal })) {
+          if (abort.signal.aborted) break;
+          await write(sseMessage(String(event.id), event.type, JSON.stringify(event)));
         }
       } finally {
         clearInterval(heartbeat);
+        bus.signal.removeEventListener("abort", onClose);
+        if (!stream.aborted) stream.abort();
       }
     }) as never;
   });

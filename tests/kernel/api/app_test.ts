@@ -247,3 +247,18 @@ Deno.test("a passphrase node opens through the same app", async () => {
   await node.close();
   await Deno.remove(dataDir, { recursive: true });
 });
+
+Deno.test("closing the bus ends an event stream whose client stopped reading", async () => {
+  await using t = await setup();
+  const response = await t.request("/v1/events");
+  equal(response.status, 200);
+  // The client reads nothing while events pile up, so the route's writes block.
+  for (let i = 0; i < 50; i++) t.node.bus.publish("test.event", { i, pad: "x".repeat(1000) });
+  await new Promise((r) => setTimeout(r, 50));
+  equal(t.node.bus.subscribers, 1);
+  t.node.bus.close();
+  await new Promise((r) => setTimeout(r, 50));
+  // Without reading a byte more, the route has left its loop and dropped its subscription.
+  equal(t.node.bus.subscribers, 0);
+  await response.body!.cancel();
+});
