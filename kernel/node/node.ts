@@ -18,11 +18,14 @@ import { type DirectoryLock, lockDirectory } from "../storage/lock.ts";
 import {
   createMasterKey,
   hasMasterKey,
+  KEY_FILE,
+  MASTER_FILE,
   type MasterKeyMode,
   masterKeyMode,
   openMasterKey,
 } from "../storage/master_key.ts";
 import { wipe } from "../bytes.ts";
+import { CorruptFileError } from "../errors.ts";
 import { EventBus } from "./event_bus.ts";
 import { FILES } from "./config.ts";
 import { TokenStore } from "./tokens.ts";
@@ -110,7 +113,7 @@ export class Node {
    *
    * @throws {StorageLockedError} when another node holds the directory.
    * @throws {WrongKeyError} when the passphrase or key file does not unseal the master key.
-   * @throws {CorruptFileError} when a key file is malformed.
+   * @throws {CorruptFileError} when a key file is malformed, or `master.json` is missing beside an existing store.
    */
   static async open(options: NodeOptions): Promise<Node> {
     const dataDir = options.dataDir;
@@ -120,6 +123,7 @@ export class Node {
     try {
       await removeStaleTemporaries(dataDir);
       const created = !(await hasMasterKey(dataDir));
+      if (created) await assertNoStoreWithoutKey(dataDir);
       const master = created
         ? await createMasterKey(dataDir, { passphrase: options.passphrase, scrypt: options.scrypt })
         : await openMasterKey(dataDir, { passphrase: options.passphrase });
@@ -199,6 +203,28 @@ export class Node {
       this.#lock.release();
     }
   }
+}
+
+/**
+ * Refuses to create a new master key beside an existing store: the store's
+ * records are sealed under keys derived from the old master key, so a new one
+ * would start an empty node over data it can never read.
+ *
+ * @throws {CorruptFileError} when the store file exists.
+ */
+async function assertNoStoreWithoutKey(dataDir: string): Promise<void> {
+  const storePath = join(dataDir, FILES.store);
+  try {
+    await Deno.lstat(storePath);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return;
+    throw error;
+  }
+  throw new CorruptFileError(
+    `${join(dataDir, MASTER_FILE)} is missing, but the store ${storePath} exists: its data cannot be read without ` +
+      `the master key. Restore ${MASTER_FILE} (and ${KEY_FILE} in key-file mode) from a backup; to start a new node ` +
+      `instead, move the data directory away`,
+  );
 }
 
 /**

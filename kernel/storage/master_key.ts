@@ -5,12 +5,13 @@
  *
  * `master.json` holds the sealed key; `master.key` holds the key-file secret
  * in unattended mode. Both are written atomically (temporary file, fsync,
- * rename) so a crash leaves either the old file or the new one.
+ * rename, fsync of the directory) so a crash leaves either the old file or
+ * the new one.
  *
  * @module
  */
 
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { concat, fromBase64Url, toBase64Url, toHex, utf8, wipe } from "../bytes.ts";
 import { crypto, DEFAULT_SCRYPT, randomBytes, type ScryptParams } from "../crypto/mod.ts";
 import { AD_MASTER } from "../crypto/labels.ts";
@@ -46,7 +47,11 @@ function masterAd(mode: MasterKeyMode): Uint8Array {
   return concat(utf8(AD_MASTER), Uint8Array.of(0), utf8(mode));
 }
 
-/** Writes `data` to `path` atomically with the given mode. */
+/**
+ * Writes `data` to `path` atomically with the given mode: a temporary file,
+ * fsynced, is renamed over `path`, then the directory is fsynced so the
+ * rename itself survives a power loss.
+ */
 export async function writeFileAtomic(path: string, data: Uint8Array, mode = 0o600): Promise<void> {
   const tmp = `${path}.tmp-${toHex(randomBytes(6))}`;
   const file = await Deno.open(tmp, { write: true, createNew: true, mode });
@@ -59,6 +64,28 @@ export async function writeFileAtomic(path: string, data: Uint8Array, mode = 0o6
   }
   await Deno.chmod(tmp, mode);
   await Deno.rename(tmp, path);
+  await syncDirectory(dirname(path));
+}
+
+/**
+ * Flushes a directory's entries to disk (a rename in it). Where a directory
+ * cannot be opened or fsynced (Windows, some file systems), the rename is
+ * left to the operating system: nothing better can be done there.
+ */
+async function syncDirectory(dir: string): Promise<void> {
+  let handle: Deno.FsFile;
+  try {
+    handle = await Deno.open(dir, { read: true });
+  } catch {
+    return;
+  }
+  try {
+    await handle.sync();
+  } catch {
+    // fsync of a directory is refused on this platform
+  } finally {
+    handle.close();
+  }
 }
 
 async function exists(path: string): Promise<boolean> {

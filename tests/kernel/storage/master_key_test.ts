@@ -13,6 +13,7 @@ import {
   MASTER_FORMAT,
   masterKeyMode,
   openMasterKey,
+  writeFileAtomic,
 } from "../../../kernel/storage/master_key.ts";
 import { ConflictError, CorruptFileError, NotFoundError, WrongKeyError } from "../../../kernel/errors.ts";
 import { FAST_SCRYPT, tempDir } from "./_helpers.ts";
@@ -48,6 +49,36 @@ Deno.test("createMasterKey() leaves no temporary files behind", async () => {
   const names = [];
   for await (const entry of Deno.readDir(d.path)) names.push(entry.name);
   eql(names.sort(), [MASTER_FILE, KEY_FILE].sort());
+});
+
+Deno.test("writeFileAtomic() fsyncs the file before the rename and the directory after it", async () => {
+  await using d = await tempDir();
+  const path = join(d.path, "file.json");
+  const steps: string[] = [];
+  const paths = new WeakMap<Deno.FsFile, string>();
+  const { open, rename } = Deno;
+  const { sync } = Deno.FsFile.prototype;
+  Deno.open = async (name, options) => {
+    const file = await open(name, options);
+    paths.set(file, String(name) === d.path ? "dir" : "file");
+    return file;
+  };
+  Deno.rename = async (from, to) => {
+    await rename(from, to);
+    steps.push("rename");
+  };
+  Deno.FsFile.prototype.sync = async function (this: Deno.FsFile) {
+    await sync.call(this);
+    steps.push(`sync ${paths.get(this)}`);
+  };
+  try {
+    await writeFileAtomic(path, Uint8Array.of(1, 2, 3));
+  } finally {
+    Object.assign(Deno, { open, rename });
+    Deno.FsFile.prototype.sync = sync;
+  }
+  eql(steps, ["sync file", "rename", "sync dir"]);
+  eql(await Deno.readFile(path), Uint8Array.of(1, 2, 3));
 });
 
 Deno.test("the master key is random per directory and does not appear in the files", async () => {
