@@ -35,6 +35,7 @@ export interface MasterKeyOptions {
   scrypt?: ScryptParams;
 }
 
+/** `master.json` as written. */
 interface MasterFile {
   format: string;
   mode: MasterKeyMode;
@@ -42,6 +43,20 @@ interface MasterFile {
   nonce: string;
   sealed: string;
 }
+
+/** `master.json` checked and decoded by {@linkcode parseMasterFile}. */
+interface MasterSeal {
+  mode: MasterKeyMode;
+  kdf?: { N: number; r: number; p: number; salt: Uint8Array };
+  nonce: Uint8Array;
+  sealed: Uint8Array;
+}
+
+/** Length of the XChaCha20-Poly1305 nonce. */
+const NONCE_LENGTH = 24;
+/** Length of the sealed master key: 32 bytes and the 16-byte tag. */
+const SEALED_LENGTH = 48;
+const KDF_FIELDS = ["name", "N", "r", "p", "salt"];
 
 function masterAd(mode: MasterKeyMode): Uint8Array {
   return concat(utf8(AD_MASTER), Uint8Array.of(0), utf8(mode));
@@ -117,23 +132,22 @@ export async function assertPrivateFile(path: string): Promise<void> {
   }
 }
 
-async function kekFor(file: MasterFile, dir: string, passphrase: string | undefined): Promise<Uint8Array> {
+async function kekFor(file: MasterSeal, dir: string, passphrase: string | undefined): Promise<Uint8Array> {
   if (file.mode === "passphrase") {
     if (passphrase === undefined) {
       throw new WrongKeyError("The master key is sealed by a passphrase, and none was given");
     }
     const kdf = file.kdf!;
     try {
-      const salt = fromBase64Url(kdf.salt);
-      return await crypto.scrypt(utf8(passphrase.normalize("NFKC")), salt, {
+      return await crypto.scrypt(utf8(passphrase.normalize("NFKC")), kdf.salt, {
         N: kdf.N,
         r: kdf.r,
         p: kdf.p,
         dkLen: 32,
       });
     } catch (error) {
-      // a salt that is not base64url or parameters scrypt refuses: the file is malformed
-      throw new CorruptFileError(`${join(dir, MASTER_FILE)} is corrupt: unusable kdf salt or parameters`, {
+      // parameters scrypt refuses: the file is malformed
+      throw new CorruptFileError(`${join(dir, MASTER_FILE)} is corrupt: unusable kdf parameters`, {
         cause: error,
       });
     }
@@ -150,21 +164,70 @@ async function kekFor(file: MasterFile, dir: string, passphrase: string | undefi
   return kek;
 }
 
-function parseMasterFile(text: string, path: string): MasterFile {
-  let file: MasterFile;
+/**
+ * Checks every field of `master.json` and decodes its byte strings.
+ *
+ * @throws {CorruptFileError} naming the first field that is missing, mistyped, not base64url or of the wrong length.
+ */
+function parseMasterFile(text: string, path: string): MasterSeal {
+  const corrupt = (why: string, options?: ErrorOptions) => new CorruptFileError(`${path} is corrupt: ${why}`, options);
+  let file: unknown;
   try {
     file = JSON.parse(text);
   } catch {
-    throw new CorruptFileError(`${path} is corrupt: not JSON`);
+    throw corrupt("not JSON");
   }
-  const ok = typeof file === "object" && file !== null && file.format === MASTER_FORMAT &&
-    (file.mode === "passphrase" || file.mode === "keyfile") && typeof file.nonce === "string" &&
-    typeof file.sealed === "string" &&
-    (file.mode === "keyfile" ||
-      (typeof file.kdf === "object" && file.kdf?.name === "scrypt" && Number.isInteger(file.kdf.N) &&
-        Number.isInteger(file.kdf.r) && Number.isInteger(file.kdf.p) && typeof file.kdf.salt === "string"));
-  if (!ok) throw new CorruptFileError(`${path} is corrupt: fields are missing or of the wrong type`);
-  return file;
+  if (!isObject(file)) throw corrupt("expected a JSON object");
+  if (file.format !== MASTER_FORMAT) throw corrupt(`format is ${describe(file.format)}, expected "${MASTER_FORMAT}"`);
+  const mode = file.mode;
+  if (mode !== "passphrase" && mode !== "keyfile") {
+    throw corrupt(`mode is ${describe(mode)}, expected "passphrase" or "keyfile"`);
+  }
+  const bytes = (value: unknown, name: string, length?: number) => {
+    if (typeof value !== "string") throw corrupt(`${name} is ${describe(value)}, expected a base64url string`);
+    let decoded: Uint8Array;
+    try {
+      decoded = fromBase64Url(value);
+    } catch (error) {
+      throw corrupt(`${name} is not base64url`, { cause: error });
+    }
+    if (length !== undefined && decoded.length !== length) {
+      throw corrupt(`${name} is ${decoded.length} bytes long, expected ${length}`);
+    }
+    return decoded;
+  };
+  const seal: MasterSeal = {
+    mode,
+    nonce: bytes(file.nonce, "nonce", NONCE_LENGTH),
+    sealed: bytes(file.sealed, "sealed", SEALED_LENGTH),
+  };
+  if (mode === "passphrase") {
+    const kdf = file.kdf;
+    if (!isObject(kdf)) throw corrupt(`kdf is ${describe(kdf)}, expected an object`);
+    if (kdf.name !== "scrypt") throw corrupt(`kdf.name is ${describe(kdf.name)}, expected "scrypt"`);
+    const unknown = Object.keys(kdf).find((key) => !KDF_FIELDS.includes(key));
+    if (unknown !== undefined) throw corrupt(`kdf has an unknown parameter "${unknown}"`);
+    for (const name of ["N", "r", "p"] as const) {
+      const value = kdf[name];
+      if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
+        throw corrupt(`kdf.${name} is ${describe(value)}, expected a positive integer`);
+      }
+    }
+    seal.kdf = { N: kdf.N as number, r: kdf.r as number, p: kdf.p as number, salt: bytes(kdf.salt, "kdf.salt") };
+  }
+  return seal;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** A short, safe description of a JSON value for an error message. */
+function describe(value: unknown): string {
+  if (value === undefined) return "missing";
+  if (typeof value === "string") return value.length > 40 ? "a long string" : JSON.stringify(value);
+  if (typeof value === "number" || typeof value === "boolean" || value === null) return String(value);
+  return Array.isArray(value) ? "an array" : "an object";
 }
 
 /** Whether `dir` already holds a sealed master key. */
@@ -209,7 +272,7 @@ async function sealMasterKey(dir: string, master: Uint8Array, options: MasterKey
     kek = randomBytes(32);
     await writeFileAtomic(join(dir, KEY_FILE), kek, 0o600);
   }
-  const nonce = randomBytes(24);
+  const nonce = randomBytes(NONCE_LENGTH);
   file.nonce = toBase64Url(nonce);
   file.sealed = toBase64Url(crypto.xchachaSeal(kek, nonce, master, masterAd(mode)));
   wipe(kek);
@@ -235,7 +298,7 @@ export async function openMasterKey(dir: string, options: MasterKeyOptions = {})
   const file = parseMasterFile(text, path);
   const kek = await kekFor(file, dir, options.passphrase);
   try {
-    return crypto.xchachaOpen(kek, fromBase64Url(file.nonce), fromBase64Url(file.sealed), masterAd(file.mode));
+    return crypto.xchachaOpen(kek, file.nonce, file.sealed, masterAd(file.mode));
   } catch {
     throw file.mode === "passphrase"
       ? new WrongKeyError(`Wrong passphrase: it does not unseal the master key in ${path}`)

@@ -246,9 +246,7 @@ Deno.test("openMasterKey() rejects a tampered sealed key, nonce or mode with Wro
   for (
     const value of [
       { ...good, sealed: flip(good.sealed as string) },
-      { ...good, sealed: (good.sealed as string).slice(0, -4) },
       { ...good, nonce: flip(good.nonce as string) },
-      { ...good, nonce: (good.nonce as string).slice(0, 8) },
       { ...good, kdf: { ...(good.kdf as object), salt: flip((good.kdf as { salt: string }).salt) } },
       { ...good, kdf: { ...(good.kdf as object), N: 2048 } },
     ]
@@ -258,6 +256,41 @@ Deno.test("openMasterKey() rejects a tampered sealed key, nonce or mode with Wro
   }
   await writeMasterJson(d.path, good);
   eql(await openMasterKey(d.path, { passphrase: PASS }), master);
+});
+
+Deno.test("openMasterKey() rejects a malformed nonce, sealed key or kdf with CorruptFileError naming the field", async () => {
+  await using d = await tempDir();
+  await createMasterKey(d.path, { passphrase: PASS, scrypt: FAST_SCRYPT });
+  const good = await readMasterJson(d.path);
+  const nonce = good.nonce as string, sealed = good.sealed as string;
+  const kdf = good.kdf as Record<string, unknown>;
+  const cases: [unknown, RegExp][] = [
+    [{ ...good, nonce: nonce.slice(0, 8) }, /nonce is 6 bytes long, expected 24/],
+    [{ ...good, nonce: nonce + "AAAA" }, /nonce is 27 bytes long, expected 24/],
+    [{ ...good, nonce: nonce.slice(0, -1) + "!" }, /nonce is not base64url/],
+    [{ ...good, nonce: nonce.slice(0, -3) }, /nonce is not base64url/],
+    [{ ...good, nonce: [1, 2] }, /nonce is an array, expected a base64url string/],
+    [{ ...good, sealed: sealed.slice(0, -4) }, /sealed is 45 bytes long, expected 48/],
+    [{ ...good, sealed: "" }, /sealed is 0 bytes long, expected 48/],
+    [{ ...good, sealed: sealed + "A" }, /sealed is not base64url/],
+    [{ ...good, sealed: { bytes: sealed } }, /sealed is an object/],
+    [{ ...good, kdf: null }, /kdf is null, expected an object/],
+    [{ ...good, kdf: [kdf] }, /kdf is an array, expected an object/],
+    [{ ...good, kdf: { ...kdf, dkLen: 64 } }, /kdf has an unknown parameter "dkLen"/],
+    [{ ...good, kdf: { ...kdf, maxmem: 2 ** 40 } }, /kdf has an unknown parameter "maxmem"/],
+    [{ ...good, kdf: { ...kdf, N: 1e300 } }, /kdf\.N is 1e\+300, expected a positive integer/],
+    [{ ...good, kdf: { ...kdf, salt: "AAAAA" } }, /kdf\.salt is not base64url/],
+    [{ ...good, format: { v: 1 } }, /format is an object, expected "nzcore-master\/1"/],
+    [{ ...good, mode: "x".repeat(100) }, /mode is a long string/],
+  ];
+  for (const [value, message] of cases) {
+    await writeMasterJson(d.path, value);
+    const error = await openMasterKey(d.path, { passphrase: PASS }).catch((e) => e);
+    ok(error instanceof CorruptFileError, `${JSON.stringify(value)}: ${error}`);
+    match(error.message, message);
+    ok(error.message.startsWith(`${join(d.path, MASTER_FILE)} is corrupt: `), error.message);
+    await rejects(masterKeyMode(d.path), CorruptFileError, JSON.stringify(value));
+  }
 });
 
 Deno.test("a key-file seal relabelled as a passphrase seal does not open", async () => {
