@@ -11,7 +11,14 @@
  */
 
 import { concat, fromBase64Url, toBase64Url, utf8, wipe } from "../bytes.ts";
-import { crypto, DEFAULT_SCRYPT, randomBytes, type ScryptParams } from "../crypto/mod.ts";
+import {
+  checkPassphraseScrypt,
+  crypto,
+  DEFAULT_SCRYPT,
+  passphraseKey,
+  randomBytes,
+  type ScryptParams,
+} from "../crypto/mod.ts";
 import { AD_IDENTITY_EXPORT } from "../crypto/labels.ts";
 import { CorruptFileError, WrongKeyError } from "../errors.ts";
 import { decodeValue, encodeValue } from "../storage/value_codec.ts";
@@ -41,7 +48,7 @@ export async function exportIdentity(
   if (passphrase.length === 0) throw new RangeError("Invalid passphrase: it is empty");
   const params = options.scrypt ?? DEFAULT_SCRYPT;
   const salt = randomBytes(16), nonce = randomBytes(24);
-  const kek = await crypto.scrypt(utf8(passphrase.normalize("NFKC")), salt, { ...params, dkLen: 32 });
+  const kek = await passphraseKey(passphrase, salt, { ...params, dkLen: 32 });
   const record = identity.toRecord();
   const plaintext = encodeValue(record);
   try {
@@ -59,9 +66,11 @@ export async function exportIdentity(
 }
 
 /**
- * Opens an export file.
+ * Opens an export file. Its scrypt cost must lie within the bounds of
+ * `checkPassphraseScrypt` (at most 256 MiB), and derivations run one at a
+ * time, so a hostile file or many requests at once cannot exhaust the node.
  *
- * @throws {CorruptFileError} when the text is not an identity export.
+ * @throws {CorruptFileError} when the text is not an identity export, or its scrypt cost is out of bounds.
  * @throws {WrongKeyError} when the passphrase does not open it.
  */
 export async function importIdentity(text: string, passphrase: string): Promise<Identity> {
@@ -75,20 +84,19 @@ export async function importIdentity(text: string, passphrase: string): Promise<
     typeof file !== "object" || file === null || file.format !== IDENTITY_EXPORT_FORMAT ||
     typeof file.did !== "string" || typeof file.nonce !== "string" || typeof file.sealed !== "string" ||
     typeof file.kdf !== "object" || file.kdf?.name !== "scrypt" || !Number.isInteger(file.kdf.N) ||
-    !Number.isInteger(file.kdf.r) || !Number.isInteger(file.kdf.p) || typeof file.kdf.salt !== "string" ||
-    file.kdf.N > 2 ** 22 || file.kdf.r > 32 || file.kdf.p > 16
+    !Number.isInteger(file.kdf.r) || !Number.isInteger(file.kdf.p) || typeof file.kdf.salt !== "string"
   ) {
     throw new CorruptFileError(`The identity file is not an ${IDENTITY_EXPORT_FORMAT} export`);
   }
   const { N, r, p } = file.kdf;
+  try {
+    checkPassphraseScrypt({ N, r, p });
+  } catch (error) {
+    throw new CorruptFileError(`The identity file is refused: ${(error as Error).message}`, { cause: error });
+  }
   let kek: Uint8Array;
   try {
-    kek = await crypto.scrypt(utf8(passphrase.normalize("NFKC")), fromBase64Url(file.kdf.salt), {
-      N,
-      r,
-      p,
-      dkLen: 32,
-    });
+    kek = await passphraseKey(passphrase, fromBase64Url(file.kdf.salt), { N, r, p, dkLen: 32 });
   } catch (error) {
     // a salt that is not base64url or parameters scrypt refuses: the file is malformed
     throw new CorruptFileError("The identity file is corrupt: unusable kdf salt or parameters", { cause: error });

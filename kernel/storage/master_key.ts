@@ -13,7 +13,14 @@
 
 import { dirname, join } from "node:path";
 import { concat, fromBase64Url, toBase64Url, toHex, utf8, wipe } from "../bytes.ts";
-import { crypto, DEFAULT_SCRYPT, randomBytes, type ScryptParams } from "../crypto/mod.ts";
+import {
+  checkPassphraseScrypt,
+  crypto,
+  DEFAULT_SCRYPT,
+  passphraseKey,
+  randomBytes,
+  type ScryptParams,
+} from "../crypto/mod.ts";
 import { AD_MASTER } from "../crypto/labels.ts";
 import { ConflictError, CorruptFileError, NotFoundError, WrongKeyError } from "../errors.ts";
 
@@ -139,12 +146,7 @@ async function kekFor(file: MasterSeal, dir: string, passphrase: string | undefi
     }
     const kdf = file.kdf!;
     try {
-      return await crypto.scrypt(utf8(passphrase.normalize("NFKC")), kdf.salt, {
-        N: kdf.N,
-        r: kdf.r,
-        p: kdf.p,
-        dkLen: 32,
-      });
+      return await passphraseKey(passphrase, kdf.salt, { N: kdf.N, r: kdf.r, p: kdf.p, dkLen: 32 });
     } catch (error) {
       // parameters scrypt refuses: the file is malformed
       throw new CorruptFileError(`${join(dir, MASTER_FILE)} is corrupt: unusable kdf parameters`, {
@@ -213,7 +215,13 @@ function parseMasterFile(text: string, path: string): MasterSeal {
         throw corrupt(`kdf.${name} is ${describe(value)}, expected a positive integer`);
       }
     }
-    seal.kdf = { N: kdf.N as number, r: kdf.r as number, p: kdf.p as number, salt: bytes(kdf.salt, "kdf.salt") };
+    const [N, r, p] = [kdf.N as number, kdf.r as number, kdf.p as number];
+    try {
+      checkPassphraseScrypt({ N, r, p });
+    } catch (error) {
+      throw corrupt((error as Error).message, { cause: error });
+    }
+    seal.kdf = { N, r, p, salt: bytes(kdf.salt, "kdf.salt") };
   }
   return seal;
 }
@@ -266,7 +274,7 @@ async function sealMasterKey(dir: string, master: Uint8Array, options: MasterKey
   if (mode === "passphrase") {
     const params = options.scrypt ?? DEFAULT_SCRYPT;
     const salt = randomBytes(16);
-    kek = await crypto.scrypt(utf8(options.passphrase!.normalize("NFKC")), salt, { ...params, dkLen: 32 });
+    kek = await passphraseKey(options.passphrase!, salt, { ...params, dkLen: 32 });
     file.kdf = { name: "scrypt", N: params.N, r: params.r, p: params.p, salt: toBase64Url(salt) };
   } else {
     kek = randomBytes(32);

@@ -4,7 +4,7 @@
  * garbage) rejected with WrongKeyError or CorruptFileError.
  */
 
-import { deepStrictEqual as eql, equal, ok, rejects } from "node:assert/strict";
+import { deepStrictEqual as eql, equal, match, ok, rejects } from "node:assert/strict";
 import { exportIdentity, IDENTITY_EXPORT_FORMAT, importIdentity } from "../../../kernel/identity/identity_file.ts";
 import { Identity } from "../../../kernel/identity/identity.ts";
 import { AD_IDENTITY_EXPORT, crypto, randomBytes } from "../../../kernel/crypto/mod.ts";
@@ -191,6 +191,41 @@ Deno.test("importIdentity() rejects missing, mistyped or out-of-range fields wit
   for (const file of bad) {
     await rejects(importIdentity(JSON.stringify(file), PASS), CorruptFileError, JSON.stringify(file));
   }
+});
+
+Deno.test("importIdentity() refuses a scrypt cost over 256 MiB or 1 GiB of work before deriving", async () => {
+  const id = Identity.generate("costly");
+  const good = JSON.parse(await exportIdentity(id, PASS, options)) as ExportFile;
+  id.wipe();
+  const cases: [Partial<ExportFile["kdf"]>, RegExp][] = [
+    [{ N: 2 ** 19, r: 8 }, /need 512 MiB, expected at most 256 MiB/],
+    [{ N: 2 ** 17, r: 32 }, /need 512 MiB, expected at most 256 MiB/],
+    [{ N: 2 ** 17, r: 8, p: 16 }, /2048 MiB of work, expected at most 1024 MiB/],
+  ];
+  for (const [change, message] of cases) {
+    const file = { ...good, kdf: { ...good.kdf, ...change } };
+    const error = await importIdentity(JSON.stringify(file), PASS).catch((e) => e);
+    ok(error instanceof CorruptFileError, `${JSON.stringify(change)}: ${error}`);
+    match(error.message, /^The identity file is refused: Invalid scrypt cost/);
+    match(error.message, message);
+  }
+});
+
+Deno.test("exports and imports run their scrypt one at a time, in call order", async () => {
+  const id = Identity.generate("queued");
+  const text = await exportIdentity(id, PASS, options);
+  const done: string[] = [];
+  const slowExport = exportIdentity(id, PASS, { scrypt: { N: 2 ** 16, r: 8, p: 1, dkLen: 32 } })
+    .then(() => done.push("export"));
+  const fastImports = [1, 2].map((i) =>
+    importIdentity(text, PASS).then((imported) => {
+      imported.wipe();
+      done.push(`import ${i}`);
+    })
+  );
+  await Promise.all([slowExport, ...fastImports]);
+  id.wipe();
+  eql(done, ["export", "import 1", "import 2"]);
 });
 
 /** A different character of the same kind, so the file usually stays valid JSON. */

@@ -280,6 +280,8 @@ Deno.test("openMasterKey() rejects a malformed nonce, sealed key or kdf with Cor
     [{ ...good, kdf: { ...kdf, maxmem: 2 ** 40 } }, /kdf has an unknown parameter "maxmem"/],
     [{ ...good, kdf: { ...kdf, N: 1e300 } }, /kdf\.N is 1e\+300, expected a positive integer/],
     [{ ...good, kdf: { ...kdf, salt: "AAAAA" } }, /kdf\.salt is not base64url/],
+    [{ ...good, kdf: { ...kdf, N: 2 ** 19 } }, /Invalid scrypt cost: N = 524288, r = 8 need 512 MiB/],
+    [{ ...good, kdf: { ...kdf, r: 64 } }, /Invalid scrypt r: 64/],
     [{ ...good, format: { v: 1 } }, /format is an object, expected "nzcore-master\/1"/],
     [{ ...good, mode: "x".repeat(100) }, /mode is a long string/],
   ];
