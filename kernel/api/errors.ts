@@ -51,7 +51,11 @@ export function onError(error: Error, c: Context): Response {
   if (error instanceof ConflictError) return errorResponse(c, 409, "conflict", error.message);
   if (error instanceof WrongKeyError) return errorResponse(c, 403, "wrong_key", error.message);
   if (error instanceof CorruptFileError) return errorResponse(c, 400, "corrupt_file", error.message);
-  if (error instanceof IntegrityError) return errorResponse(c, 500, "integrity", error.message);
+  if (error instanceof IntegrityError) {
+    // The message names the record that failed (key parts included): it goes to the log, not to the client.
+    console.error("nzcore: integrity error while serving", c.req.method, c.req.path, error);
+    return errorResponse(c, 500, "integrity", "Stored data failed its integrity check; the node's log has the details");
+  }
   if (error instanceof StorageLockedError) return errorResponse(c, 409, "locked", error.message);
   if (error instanceof StorageFullError) return errorResponse(c, 507, "storage_full", error.message);
   if (error instanceof RangeError || error instanceof SyntaxError) {
