@@ -58,6 +58,8 @@ export class TokenStore {
    * expired) is still checked on every request.
    */
   #recent = new Map<string, string>();
+  /** Hashes of the tokens created with `persist: false` (the local admin token): they never reach the store. */
+  #memoryOnly = new Set<string>();
 
   private constructor(ns: Namespace, now: () => number) {
     this.#ns = ns;
@@ -89,6 +91,7 @@ export class TokenStore {
     if (options.ttlMs !== undefined) info.expires = info.created + options.ttlMs;
     const hash = hashOf(token);
     if (options.persist ?? true) await this.#ns.set(["token", hash], info);
+    else this.#memoryOnly.add(hash);
     this.#byHash.set(hash, info);
     return { ...info, token };
   }
@@ -98,12 +101,17 @@ export class TokenStore {
     return [...this.#byHash.values()].sort((a, b) => b.created - a.created);
   }
 
-  /** Revokes token `id`. @throws {NotFoundError} when there is none. */
+  /**
+   * Revokes token `id`. A token created with `persist: false` is revoked in
+   * memory only: it is never written to the store, not even as revoked.
+   *
+   * @throws {NotFoundError} when there is none.
+   */
   async revoke(id: string): Promise<TokenInfo> {
     for (const [hash, info] of this.#byHash) {
       if (info.id !== id) continue;
       const revoked = { ...info, revoked: info.revoked ?? this.#now() };
-      await this.#ns.set(["token", hash], revoked);
+      if (!this.#memoryOnly.has(hash)) await this.#ns.set(["token", hash], revoked);
       this.#byHash.set(hash, revoked);
       return revoked;
     }

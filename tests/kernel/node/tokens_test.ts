@@ -61,3 +61,20 @@ Deno.test("non-persisted tokens vanish on reload", async () => {
     equal(again.verify(local.token).ok, false);
   });
 });
+
+Deno.test("revoking a non-persisted token revokes it in memory and writes nothing to the store", async () => {
+  await withStore(async (store) => {
+    const ns = store.namespace(["system"]);
+    const tokens = await TokenStore.open(ns);
+    const local = await tokens.create("local-admin", { persist: false });
+    const revoked = await tokens.revoke(local.id);
+    equal(revoked.id, local.id);
+    ok(revoked.revoked !== undefined);
+    const result = tokens.verify(local.token);
+    equal(result.ok ? "ok" : result.reason, "revoked");
+    const entries = [];
+    for await (const entry of ns.list(["token"])) entries.push(entry);
+    equal(entries.length, 0);
+    equal((await TokenStore.open(ns)).list().length, 0);
+  });
+});
