@@ -120,6 +120,8 @@ export class Node {
     await Deno.mkdir(dataDir, { recursive: true, mode: 0o700 });
     const lock = await lockDirectory(dataDir);
     let store: EncryptedStore | undefined;
+    let identities: IdentityStore | undefined;
+    let bus: EventBus | undefined;
     try {
       await removeStaleTemporaries(dataDir);
       const created = !(await hasMasterKey(dataDir));
@@ -134,24 +136,26 @@ export class Node {
         wipe(master);
       }
       await store.collectGarbage();
-      const identities = await IdentityStore.open(store);
-      if (identities.size === 0) await identities.create(options.identityName ?? "default");
+      const ids = identities = await IdentityStore.open(store);
+      if (ids.size === 0) await ids.create(options.identityName ?? "default");
       const tokens = await TokenStore.open(store.namespace(["system"]));
       const signer: Signer = {
         get publicKey() {
-          return identities.active().publicKey;
+          return ids.active().publicKey;
         },
-        sign: (message) => identities.active().sign(message),
+        sign: (message) => ids.active().sign(message),
       };
       const log = await EventLog.open(store, "node", signer, { checkpointEvery: options.checkpointEvery });
-      const bus = new EventBus();
-      const node = new Node({ dataDir, created, keyMode, lock, store, identities, tokens, log, bus });
+      bus = new EventBus();
+      const node = new Node({ dataDir, created, keyMode, lock, store, identities: ids, tokens, log, bus });
       await node.blobs.collectGarbage();
-      await node.record("node.started", { version: VERSION, identity: identities.active().did });
+      await node.record("node.started", { version: VERSION, identity: ids.active().did });
       return node;
     } catch (error) {
-      store?.close();
-      lock.release();
+      // Undo what this open did in memory, and nothing on disk: the keys and identities it found or made stay.
+      runAll([() => bus?.close(), () => identities?.close(), () => store?.close(), () => lock.release()], (cleanup) => {
+        console.warn(`nzcore: while abandoning a failed start: ${(cleanup as Error).message}`);
+      });
       throw error;
     }
   }
@@ -186,7 +190,13 @@ export class Node {
     return { path: this.dataDir, bytes: stats.bytes, keyMode: this.keyMode, logEntries: this.log.length };
   }
 
-  /** Stops the node: signs the log's head, closes the store, wipes keys and releases the lock. */
+  /**
+   * Stops the node: signs the log's head, closes the store, wipes keys and
+   * releases the lock. Each step runs even when an earlier one fails, so the
+   * lock is released whatever happens.
+   *
+   * @throws the first error of a step that failed, after every step has run.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -196,11 +206,23 @@ export class Node {
     } catch (error) {
       // Stopping must not fail for want of a last log entry (a full disk, say): the log stays valid without it.
       console.warn(`nzcore: could not record the stop in the event log: ${(error as Error).message}`);
-    } finally {
-      this.bus.close();
-      this.identities.close();
-      this.store.close();
-      this.#lock.release();
+    }
+    const failures: unknown[] = [];
+    runAll(
+      [() => this.bus.close(), () => this.identities.close(), () => this.store.close(), () => this.#lock.release()],
+      (error) => failures.push(error),
+    );
+    if (failures.length > 0) throw failures[0];
+  }
+}
+
+/** Runs every step in order, each in its own try, handing a failure to `onError` and going on. */
+function runAll(steps: (() => void)[], onError: (error: unknown) => void): void {
+  for (const step of steps) {
+    try {
+      step();
+    } catch (error) {
+      onError(error);
     }
   }
 }
