@@ -171,21 +171,28 @@ export class BlobStore {
     return new Uint8Array(await new Response(await this.get(address)).arrayBuffer());
   }
 
-  /** Deletes blob `address`; returns whether it existed. */
+  /**
+   * Deletes blob `address`; returns whether it existed. The manifest goes in
+   * the same commit that writes its upload's marker back, so a crash before
+   * the chunks are gone leaves them to {@linkcode BlobStore.collectGarbage}.
+   */
   async delete(address: string): Promise<boolean> {
     checkAddress(address);
     return await this.#serial(async () => {
       const manifest = await this.#ns.get<Manifest>(["blob", address]);
       if (!manifest) return false;
-      await this.#ns.delete(["blob", address]);
+      await this.#store.atomic().delete(this.#ns, ["blob", address])
+        .set(this.#ns, ["upload", manifest.upload], { started: Date.now() }).commit();
       await this.#removeChunks(manifest.upload, manifest.chunks);
+      await this.#ns.delete(["upload", manifest.upload]);
       return true;
     });
   }
 
   /**
    * Removes the chunks of uploads that never got a manifest (the process died
-   * mid-upload). Run it when no `put` is under way; the node does at start.
+   * mid-upload) or whose manifest a delete removed before it could finish.
+   * Run it when no `put` is under way; the node does at start.
    *
    * @returns the number of interrupted uploads cleaned up.
    */
@@ -212,10 +219,15 @@ export class BlobStore {
     return interrupted.length;
   }
 
+  /**
+   * Deletes chunks `0..count-1` of `upload`, last ones first: what a crash
+   * leaves is always a run from chunk 0, which is how collectGarbage() looks
+   * for chunks.
+   */
   async #removeChunks(upload: Uint8Array, count: number): Promise<void> {
-    for (let start = 0; start < count; start += 100) {
+    for (let end = count; end > 0; end -= 100) {
       const batch = this.#store.atomic();
-      for (let i = start; i < Math.min(count, start + 100); i++) batch.delete(this.#ns, ["chunk", upload, i]);
+      for (let i = Math.max(0, end - 100); i < end; i++) batch.delete(this.#ns, ["chunk", upload, i]);
       await batch.commit();
     }
   }

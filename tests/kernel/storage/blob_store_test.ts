@@ -157,6 +157,46 @@ Deno.test("delete() removes the blob and its chunks, and reports whether it exis
   eql(await rawEntries(f.t.store.raw), []);
 });
 
+/** Makes `store`'s atomic commits after the first `allowed` fail, as if the process died there. */
+function crashAfterCommits(store: EncryptedStore, allowed: number): () => void {
+  const atomic = store.atomic;
+  let commits = 0;
+  store.atomic = () => {
+    const batch = atomic.call(store);
+    const commit = batch.commit.bind(batch);
+    batch.commit = () => ++commits > allowed ? Promise.reject(new Error("crash")) : commit();
+    return batch;
+  };
+  return () => (store.atomic = atomic);
+}
+
+for (
+  const [what, chunks, allowed] of [
+    ["after the manifest is deleted", 3, 1],
+    ["after the first batch of chunks is deleted", 150, 2],
+  ] as const
+) {
+  Deno.test(`collectGarbage() finishes a delete interrupted ${what}`, async () => {
+    await using f = await fixture();
+    const keep = await f.blobs.put(bytesOf(10, 7));
+    const info = await f.blobs.put(bytesOf(chunks * BLOB_CHUNK, 8));
+    equal(info.chunks, chunks);
+    const restore = crashAfterCommits(f.t.store, allowed);
+    await rejects(f.blobs.delete(info.address), /crash/);
+    restore();
+    equal(await f.blobs.stat(info.address), undefined);
+    ok((await f.chunkEntries()).length > 1, "the crash left chunks behind");
+    // The next start: a new blob store over the same store.
+    const blobs = new BlobStore(f.t.store);
+    equal(await blobs.collectGarbage(), 1);
+    equal((await f.chunkEntries()).length, 1);
+    equal(await blobs.collectGarbage(), 0);
+    eql(await blobs.bytes(keep.address), bytesOf(10, 7));
+    equal(await blobs.delete(keep.address), true);
+    eql(await rawEntries(f.t.store.raw), []);
+  });
+}
+
 Deno.test("a tampered chunk errors the stream with IntegrityError", async () => {
   await using f = await fixture();
   const info = await f.blobs.put(bytesOf(200_000, 7));
