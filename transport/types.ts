@@ -1,0 +1,61 @@
+/**
+ * The transport interface: dialing and listening yield a {@linkcode Duplex},
+ * a byte stream with close and abort. Implementations: `tcp.ts`
+ * (`tcp://HOST:PORT`), `websocket.ts` (`ws://HOST:PORT/PATH`,
+ * `wss://...`) and `memory.ts` (an in-process twin for tests). Framing on top
+ * of a byte stream lives in `framing.ts`.
+ *
+ * This layer knows nothing of `kernel/`: no identities, no crypto.
+ *
+ * @module
+ */
+
+/** A connected, ordered, reliable byte stream. */
+export interface Duplex {
+  /** Bytes from the peer; ends when the peer closes its side, errors when the connection breaks. */
+  readonly readable: ReadableStream<Uint8Array>;
+  /** Bytes to the peer; a write resolves once the transport has taken the bytes (backpressure). */
+  readonly writable: WritableStream<Uint8Array>;
+  /** The local address, as a transport address (`tcp://127.0.0.1:4001`). */
+  readonly localAddr: string;
+  /** The remote address, as a transport address. */
+  readonly remoteAddr: string;
+  /** Flushes what was written, then closes both directions. Safe to call twice. */
+  close(): Promise<void>;
+  /** Closes at once, dropping what is unsent; pending reads and writes reject with `reason`. */
+  abort(reason?: unknown): void;
+  /** Resolves when the connection is closed, whichever side closed it. Never rejects. */
+  readonly closed: Promise<void>;
+}
+
+/** Options of {@linkcode Transport.dial}. */
+export interface DialOptions {
+  /** Aborts the dial; the default is a timeout of 10 s. */
+  signal?: AbortSignal;
+}
+
+/** A listening socket, held until closed. */
+export interface Listener extends AsyncDisposable {
+  /** The address actually bound (port 0 resolved), as a transport address. */
+  readonly addr: string;
+  /** Stops accepting; connections already accepted stay open. */
+  close(): Promise<void>;
+}
+
+/** Options of {@linkcode Transport.listen}. */
+export interface ListenOptions {
+  /** Called with each accepted connection; it owns the connection from then on. */
+  onConnection: (conn: Duplex) => void;
+  /** Aborting closes the listener. */
+  signal?: AbortSignal;
+}
+
+/** One way of reaching peers: a URL scheme and how to dial and listen on it. */
+export interface Transport {
+  /** The URL schemes this transport handles, without the colon (`["tcp"]`, `["ws", "wss"]`). */
+  readonly schemes: readonly string[];
+  /** Opens a connection to `addr`. */
+  dial(addr: string, options?: DialOptions): Promise<Duplex>;
+  /** Listens on `addr` (port 0 picks a free port). */
+  listen(addr: string, options: ListenOptions): Promise<Listener>;
+}
