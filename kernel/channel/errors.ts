@@ -1,0 +1,81 @@
+/**
+ * The errors of secure channels between nodes. Every way a handshake
+ * (NZ-HANDSHAKE-01, spec/protocols/NZ-HANDSHAKE-01.md) can fail is a
+ * {@linkcode HandshakeError} with a machine-readable `reason`; the two that
+ * callers act on differently are subclasses, so `catch (e) { if (e instanceof
+ * HandshakeError) ... }` sees them all.
+ *
+ * @module
+ */
+
+/**
+ * Why a handshake failed (NZ-HANDSHAKE-01 section "Errors").
+ *
+ * - `timeout`: the handshake did not finish within its time limit.
+ * - `aborted`: the caller's signal aborted it.
+ * - `closed`: the peer closed the connection before the handshake finished.
+ * - `io`: reading or writing a frame failed (the connection broke, a frame was too long).
+ * - `oversized`: a handshake message is longer than the protocol allows.
+ * - `malformed`: a message or its payload does not decode (wrong length, bad field, non-canonical encoding).
+ * - `decrypt`: a message does not authenticate (tampered, replayed, out of order, or another protocol).
+ * - `low_order_key`: a peer's X25519 key gives an all-zero shared secret.
+ * - `bad_signature`: the peer's identity signature over its static key does not verify.
+ * - `bad_version`: the responder chose a version that is not the highest one in common.
+ * - `no_common_version`: the two sides share no protocol version ({@linkcode VersionMismatchError}).
+ * - `peer_mismatch`: the peer is not the one expected ({@linkcode PeerMismatchError}).
+ */
+export type HandshakeFailure =
+  | "timeout"
+  | "aborted"
+  | "closed"
+  | "io"
+  | "oversized"
+  | "malformed"
+  | "decrypt"
+  | "low_order_key"
+  | "bad_signature"
+  | "bad_version"
+  | "no_common_version"
+  | "peer_mismatch";
+
+/** A handshake failed; `reason` says why in one word, the message in a sentence. */
+export class HandshakeError extends Error {
+  /** Why the handshake failed. */
+  readonly reason: HandshakeFailure;
+
+  /** Creates the error from a reason code, a message and optional `options.cause`. */
+  constructor(reason: HandshakeFailure, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "HandshakeError";
+    this.reason = reason;
+  }
+}
+
+/** The peer authenticated, but as another identity than the one expected. */
+export class PeerMismatchError extends HandshakeError {
+  /** The identity that answered: its node ID. */
+  readonly actual: string;
+
+  /** Creates the error from a message, the node ID that answered and optional `options.cause`. */
+  constructor(message: string, actual: string, options?: ErrorOptions) {
+    super("peer_mismatch", message, options);
+    this.name = "PeerMismatchError";
+    this.actual = actual;
+  }
+}
+
+/** The two sides support no protocol version in common. */
+export class VersionMismatchError extends HandshakeError {
+  /** The versions this side supports, ascending. */
+  readonly local: readonly number[];
+  /** The versions the peer supports, ascending. */
+  readonly remote: readonly number[];
+
+  /** Creates the error from a message, both sides' versions and optional `options.cause`. */
+  constructor(message: string, local: readonly number[], remote: readonly number[], options?: ErrorOptions) {
+    super("no_common_version", message, options);
+    this.name = "VersionMismatchError";
+    this.local = local;
+    this.remote = remote;
+  }
+}
