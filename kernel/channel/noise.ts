@@ -583,6 +583,8 @@ export class HandshakeState {
   readMessage(message: Uint8Array): Uint8Array {
     assertBytes(message, undefined, "message");
     this.#checkTurn(false);
+    // A Buffer's slice() is a view: work on a plain copy so nothing kept here aliases the caller's bytes.
+    if (message.constructor !== Uint8Array) message = new Uint8Array(message);
     const number = this.#index + 1;
     if (message.length > MAX_NOISE_MESSAGE) {
       throw new HandshakeError(
@@ -620,7 +622,9 @@ export class HandshakeState {
           this.#dhToken(token);
         }
       }
-      const payload = this.#ss.decryptAndHash(message.subarray(offset));
+      const field = message.subarray(offset);
+      // Before the first DH the payload is in clear: hand out a copy, not a view of the message.
+      const payload = this.#ss.hasKey() ? this.#ss.decryptAndHash(field) : this.#ss.decryptAndHash(field).slice();
       this.#advance();
       return payload;
     } catch (error) {
