@@ -3,7 +3,9 @@
  * (NZ-HANDSHAKE-01, spec/protocols/NZ-HANDSHAKE-01.md) can fail is a
  * {@linkcode HandshakeError} with a machine-readable `reason`; the two that
  * callers act on differently are subclasses, so `catch (e) { if (e instanceof
- * HandshakeError) ... }` sees them all.
+ * HandshakeError) ... }` sees them all. Everything that ends a channel
+ * (NZ-CHANNEL-01, spec/protocols/NZ-CHANNEL-01.md) or one of its streams is a
+ * {@linkcode ChannelError} with a machine-readable `code`.
  *
  * @module
  */
@@ -77,5 +79,67 @@ export class VersionMismatchError extends HandshakeError {
     this.name = "VersionMismatchError";
     this.local = local;
     this.remote = remote;
+  }
+}
+
+/**
+ * Why a channel or a stream ended (NZ-CHANNEL-01 section "Error codes"). The
+ * first nine travel on the wire in RESET and GOAWAY; the last five are local.
+ *
+ * - `protocol_error`: a record breaks a rule of the protocol (unknown type, bad flags, unopened stream, ...).
+ * - `internal_error`: the sender failed on its own.
+ * - `flow_control_error`: the peer sent beyond its credit, or granted credit beyond the maximum window.
+ * - `frame_size_error`: a frame or record has an impossible length (truncated, oversized).
+ * - `refused_stream`: the stream was not accepted (too many streams, or the channel is closing).
+ * - `cancel`: the application reset the stream.
+ * - `message_too_large`: a message exceeds the receiver's maximum message size.
+ * - `idle_timeout`: nothing arrived for the idle timeout.
+ * - `counter_exhausted`: a frame counter reached its limit; the channel must be replaced.
+ * - `auth_failed`: a frame does not authenticate (tampered, truncated, replayed, reordered, or another key).
+ * - `connection_lost`: the connection broke, or ended without a GOAWAY.
+ * - `closed`: the channel or stream was closed gracefully; nothing more can be sent or opened.
+ * - `aborted`: this side aborted the channel.
+ * - `timeout`: a graceful close did not finish in time.
+ */
+export type ChannelFailure =
+  | "protocol_error"
+  | "internal_error"
+  | "flow_control_error"
+  | "frame_size_error"
+  | "refused_stream"
+  | "cancel"
+  | "message_too_large"
+  | "idle_timeout"
+  | "counter_exhausted"
+  | "auth_failed"
+  | "connection_lost"
+  | "closed"
+  | "aborted"
+  | "timeout";
+
+/** Options of {@linkcode ChannelError}: the standard `cause`, plus where the error came from. */
+export interface ChannelErrorOptions extends ErrorOptions {
+  /** Whether the peer reported it (a RESET or GOAWAY) rather than this side detecting it. */
+  remote?: boolean;
+  /** The stream it concerns; absent for the whole channel. */
+  streamId?: number;
+}
+
+/** A channel or one of its streams ended; `code` says why in one word, the message in a sentence. */
+export class ChannelError extends Error {
+  /** Why it ended. */
+  readonly code: ChannelFailure;
+  /** Whether the peer reported it (in a RESET or GOAWAY). */
+  readonly remote: boolean;
+  /** The stream concerned, or undefined for the whole channel. */
+  readonly streamId: number | undefined;
+
+  /** Creates the error from a code, a message and options (`cause`, `remote`, `streamId`). */
+  constructor(code: ChannelFailure, message: string, options: ChannelErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "ChannelError";
+    this.code = code;
+    this.remote = options.remote ?? false;
+    this.streamId = options.streamId;
   }
 }
