@@ -10,21 +10,39 @@
  * @module
  */
 
-/** A connected, ordered, reliable byte stream. */
+/**
+ * A connected, ordered, reliable byte stream.
+ *
+ * Closing follows TCP: closing `writable` is a half-close (the peer's
+ * `readable` ends, and the peer may still answer), `close()` ends both
+ * directions. WebSocket has no half-close, so there closing `writable` closes
+ * the connection. Chunks read may be views into larger buffers; they are
+ * never reused.
+ */
 export interface Duplex {
-  /** Bytes from the peer; ends when the peer closes its side, errors when the connection breaks. */
+  /** Bytes from the peer; ends when the peer closes its side, errors when the connection breaks or is aborted. */
   readonly readable: ReadableStream<Uint8Array>;
-  /** Bytes to the peer; a write resolves once the transport has taken the bytes (backpressure). */
+  /**
+   * Bytes to the peer; a write resolves once the transport has taken the bytes (backpressure), after which the
+   * caller may reuse its buffer. Writes reject once the connection is closed.
+   */
   readonly writable: WritableStream<Uint8Array>;
   /** The local address, as a transport address (`tcp://127.0.0.1:4001`). */
   readonly localAddr: string;
   /** The remote address, as a transport address. */
   readonly remoteAddr: string;
-  /** Flushes what was written, then closes both directions. Safe to call twice. */
+  /**
+   * Flushes what was written, then closes both directions: the readable ends, later writes reject. Safe to call
+   * twice.
+   */
   close(): Promise<void>;
   /** Closes at once, dropping what is unsent; pending reads and writes reject with `reason`. */
   abort(reason?: unknown): void;
-  /** Resolves when the connection is closed, whichever side closed it. Never rejects. */
+  /**
+   * Resolves when the connection is closed, whichever side closed it: after `close()` or `abort()`, a broken
+   * connection, or both directions ended. (Over TCP a peer's full close is seen as the end of `readable`, plus a
+   * failed write if this side keeps writing.) Never rejects.
+   */
   readonly closed: Promise<void>;
 }
 

@@ -1,0 +1,333 @@
+/**
+ * TCP on `Deno.connect` and `Deno.listen`: `tcp://HOST:PORT` addresses, with
+ * `TCP_NODELAY` (frames leave at once) and keep-alive (dead peers are noticed)
+ * on every connection.
+ *
+ * @module
+ */
+
+import { formatAddress, parseAddress } from "./address.ts";
+import { AddressInUseError, DialError, TransportError } from "./errors.ts";
+import type { DialOptions, Duplex, Listener, ListenOptions, Transport } from "./types.ts";
+import { WriteSide } from "./_write_side.ts";
+
+/** How long a dial waits by default, in milliseconds. */
+export const DEFAULT_DIAL_TIMEOUT_MS = 10_000;
+
+/**
+ * Reads go into a shared slab and are handed out as views of it: one
+ * allocation per 1 MiB read instead of one per read, and no copy. A region
+ * handed out is never written again.
+ */
+const SLAB_SIZE = 1 << 20;
+/** The largest single read; the slab is replaced when less than this is left. */
+const READ_SIZE = 256 * 1024;
+/** Bytes the writable queues before `writer.ready` waits (the kernel's send buffer holds more). */
+const WRITE_HIGH_WATER_MARK = 64 * 1024;
+
+function tcpAddr(addr: Deno.NetAddr): string {
+  return formatAddress({ scheme: "tcp", host: addr.hostname, port: addr.port, path: "" });
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** A TCP connection as a {@linkcode Duplex}. */
+class TcpDuplex implements Duplex {
+  readonly readable: ReadableStream<Uint8Array>;
+  readonly writable: WritableStream<Uint8Array>;
+  readonly localAddr: string;
+  readonly remoteAddr: string;
+  readonly closed: Promise<void>;
+  #conn: Deno.TcpConn;
+  #reader!: ReadableStreamDefaultController<Uint8Array>;
+  #readDone = false;
+  #write: WriteSide;
+  #state: "open" | "closing" | "closed" = "open";
+  #resolveClosed: () => void;
+  #slab = new Uint8Array(0);
+  #offset = 0;
+
+  constructor(conn: Deno.TcpConn) {
+    this.#conn = conn;
+    conn.setNoDelay(true);
+    conn.setKeepAlive(true);
+    this.localAddr = tcpAddr(conn.localAddr);
+    this.remoteAddr = tcpAddr(conn.remoteAddr);
+    const closed = Promise.withResolvers<void>();
+    this.closed = closed.promise;
+    this.#resolveClosed = closed.resolve;
+    this.readable = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.#reader = controller;
+      },
+      pull: (controller) => this.#pull(controller),
+      cancel: () => {
+        this.#readDone = true;
+        this.#maybeFinish();
+      },
+    }, { highWaterMark: 0 });
+    this.#write = new WriteSide({
+      write: (chunk) => this.#send(chunk),
+      close: async () => {
+        // Half-close: the peer reads the end of the stream and can still answer.
+        try {
+          await this.#conn.closeWrite();
+        } catch { /* already closed or reset: nothing left to flush */ }
+        this.#maybeFinish();
+      },
+      abort: (reason) => this.abort(reason),
+    }, WRITE_HIGH_WATER_MARK);
+    this.writable = this.#write.writable;
+  }
+
+  async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    if (this.#slab.length - this.#offset < READ_SIZE) {
+      this.#slab = new Uint8Array(SLAB_SIZE);
+      this.#offset = 0;
+    }
+    const start = this.#offset;
+    let n: number | null;
+    try {
+      n = await this.#conn.read(this.#slab.subarray(start, start + READ_SIZE));
+    } catch (error) {
+      if (this.#readDone) return; // closed or aborted locally: the stream is already settled
+      this.#readDone = true;
+      const failure = new TransportError(`Connection to ${this.remoteAddr} broke: ${describe(error)}`, {
+        cause: error,
+      });
+      controller.error(failure);
+      this.#write.error(failure);
+      this.#finish();
+      return;
+    }
+    if (this.#readDone) return;
+    if (n === null) {
+      this.#readDone = true;
+      controller.close();
+      this.#maybeFinish();
+      return;
+    }
+    this.#offset = start + n;
+    controller.enqueue(this.#slab.subarray(start, start + n));
+  }
+
+  async #send(chunk: Uint8Array): Promise<void> {
+    try {
+      let written = 0;
+      while (written < chunk.length) written += await this.#conn.write(chunk.subarray(written));
+    } catch (error) {
+      if (this.#state === "closed") throw new TransportError(`Connection to ${this.remoteAddr} is closed`);
+      const failure = new TransportError(`Cannot write to ${this.remoteAddr}: ${describe(error)}`, { cause: error });
+      this.#endRead(failure);
+      this.#finish();
+      throw failure;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#state !== "open") return this.closed;
+    this.#state = "closing";
+    await this.#write.drained();
+    if (this.#state !== "closing") return this.closed; // aborted meanwhile
+    if (!this.#write.done) {
+      try {
+        await this.#conn.closeWrite();
+      } catch { /* the peer already went away */ }
+    }
+    this.#write.fail(new TransportError(`Connection to ${this.remoteAddr} is closed`));
+    this.#endRead();
+    this.#finish();
+  }
+
+  abort(reason: unknown = new DOMException("The connection was aborted", "AbortError")): void {
+    if (this.#state === "closed") return;
+    this.#endRead(reason);
+    this.#write.error(reason);
+    this.#finish();
+  }
+
+  /** Ends the readable: cleanly, or with `error`. */
+  #endRead(error?: unknown): void {
+    if (this.#readDone) return;
+    this.#readDone = true;
+    if (error === undefined) this.#reader.close();
+    else this.#reader.error(error);
+  }
+
+  #maybeFinish(): void {
+    if (this.#readDone && this.#write.done && this.#state === "open") this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    this.#readDone = true;
+    try {
+      this.#conn.close();
+    } catch { /* already closed */ }
+    this.#resolveClosed();
+  }
+}
+
+/** Options of {@linkcode TcpTransport}: none yet. */
+export type TcpTransportOptions = Record<never, never>;
+
+/**
+ * TCP transport for `tcp://HOST:PORT`.
+ *
+ * @example Echo over loopback
+ * ```ts
+ * import { TcpTransport } from "./tcp.ts";
+ * import { deepEqual } from "node:assert/strict";
+ *
+ * const tcp = new TcpTransport();
+ * await using listener = await tcp.listen("tcp://127.0.0.1:0", {
+ *   onConnection: (conn) => void conn.readable.pipeTo(conn.writable),
+ * });
+ * const conn = await tcp.dial(listener.addr);
+ * const writer = conn.writable.getWriter();
+ * await writer.write(new Uint8Array([1, 2, 3]));
+ * const reader = conn.readable.getReader();
+ * deepEqual((await reader.read()).value, new Uint8Array([1, 2, 3]));
+ * await writer.close();
+ * await reader.read(); // the echo side closes in turn
+ * await conn.closed;
+ * ```
+ */
+export class TcpTransport implements Transport {
+  /** `["tcp"]`. */
+  readonly schemes: readonly string[] = ["tcp"];
+
+  /** Creates the transport. */
+  constructor(_options: TcpTransportOptions = {}) {}
+
+  /**
+   * Connects to `tcp://HOST:PORT`.
+   *
+   * @param addr The address to dial.
+   * @param options `signal` aborts the dial (default: a 10 s timeout).
+   * @returns The connection.
+   * @throws {TypeError|SyntaxError|RangeError} If `addr` is not a valid tcp address.
+   * @throws {DialError} If the connection is refused or the host unreachable.
+   * @throws The signal's reason, if it aborts first.
+   */
+  async dial(addr: string, options: DialOptions = {}): Promise<Duplex> {
+    const { host, port, scheme } = parseAddress(addr);
+    if (scheme !== "tcp") throw new RangeError(`Cannot dial ${JSON.stringify(addr)}: TCP dials tcp:// addresses only`);
+    const signal = options.signal ?? AbortSignal.timeout(DEFAULT_DIAL_TIMEOUT_MS);
+    signal.throwIfAborted();
+    let conn: Deno.TcpConn;
+    try {
+      conn = await Deno.connect({ hostname: host, port, signal });
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      throw new DialError(`Cannot dial ${addr}: ${describe(error)}`, { cause: error });
+    }
+    if (signal.aborted) {
+      conn.close();
+      throw signal.reason;
+    }
+    return new TcpDuplex(conn);
+  }
+
+  /**
+   * Listens on `tcp://HOST:PORT`; port 0 picks a free port, given in the listener's `addr`.
+   *
+   * @param addr The address to bind.
+   * @param options `onConnection` receives each accepted connection; `signal` closes the listener.
+   * @returns The listener.
+   * @throws {TypeError|SyntaxError|RangeError} If `addr` is not a valid tcp address.
+   * @throws {AddressInUseError} If the address is already bound.
+   * @throws {TransportError} If binding fails otherwise (no such local address, permission).
+   */
+  listen(addr: string, options: ListenOptions): Promise<Listener> {
+    const { host, port, scheme } = parseAddress(addr);
+    if (scheme !== "tcp") {
+      return Promise.reject(new RangeError(`Cannot listen on ${JSON.stringify(addr)}: TCP listens on tcp:// only`));
+    }
+    if (typeof options?.onConnection !== "function") {
+      return Promise.reject(new TypeError("Cannot listen: options.onConnection must be a function"));
+    }
+    if (options.signal?.aborted) return Promise.reject(options.signal.reason);
+    let listener: Deno.TcpListener;
+    try {
+      listener = Deno.listen({ hostname: host, port, transport: "tcp" });
+    } catch (error) {
+      if (error instanceof Deno.errors.AddrInUse) {
+        return Promise.reject(
+          new AddressInUseError(`Cannot listen on ${addr}: address already in use`, { cause: error }),
+        );
+      }
+      return Promise.reject(new TransportError(`Cannot listen on ${addr}: ${describe(error)}`, { cause: error }));
+    }
+    return Promise.resolve(new TcpListener(listener, options));
+  }
+}
+
+class TcpListener implements Listener {
+  readonly addr: string;
+  #listener: Deno.TcpListener;
+  #closed = false;
+  #loop: Promise<void>;
+  #signal?: AbortSignal;
+  #onAbort = () => void this.close();
+  #retry?: { id: ReturnType<typeof setTimeout>; resolve: () => void };
+
+  constructor(listener: Deno.TcpListener, options: ListenOptions) {
+    this.#listener = listener;
+    this.addr = tcpAddr(listener.addr);
+    this.#signal = options.signal;
+    this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
+    this.#loop = this.#accept(options.onConnection);
+  }
+
+  async #accept(onConnection: (conn: Duplex) => void): Promise<void> {
+    while (!this.#closed) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await this.#listener.accept();
+      } catch {
+        if (this.#closed) return;
+        // A transient failure (too many open files, a connection reset before accept): pause, then go on.
+        await new Promise<void>((resolve) => {
+          this.#retry = { id: setTimeout(resolve, 50), resolve };
+        });
+        this.#retry = undefined;
+        continue;
+      }
+      let duplex: Duplex;
+      try {
+        duplex = new TcpDuplex(conn);
+      } catch {
+        conn.close(); // reset before we could read its addresses
+        continue;
+      }
+      try {
+        onConnection(duplex);
+      } catch (error) {
+        duplex.abort(error);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#signal?.removeEventListener("abort", this.#onAbort);
+      if (this.#retry) {
+        clearTimeout(this.#retry.id);
+        this.#retry.resolve();
+      }
+      try {
+        this.#listener.close();
+      } catch { /* already closed */ }
+    }
+    await this.#loop;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
