@@ -264,6 +264,14 @@ export async function performHandshake(io: FrameIO, options: HandshakeOptions): 
   const config = configure(io, options);
   const timeoutMs = options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new RangeError(`Invalid timeoutMs: ${timeoutMs}`);
+  const hs = new HandshakeState({
+    pattern: PATTERN_XX,
+    initiator: config.role === "initiator",
+    prologue: PROLOGUE,
+    s: config.staticKey,
+    e: config.ephemeral,
+    suite: config.suite,
+  });
   const controller = new AbortController();
   const timer = setTimeout(
     () => controller.abort(new HandshakeError("timeout", `Handshake timed out after ${timeoutMs} ms`)),
@@ -276,14 +284,6 @@ export async function performHandshake(io: FrameIO, options: HandshakeOptions): 
   };
   if (options.signal?.aborted) onAbort();
   else options.signal?.addEventListener("abort", onAbort, { once: true });
-  const hs = new HandshakeState({
-    pattern: PATTERN_XX,
-    initiator: config.role === "initiator",
-    prologue: PROLOGUE,
-    s: config.staticKey,
-    e: config.ephemeral,
-    suite: config.suite,
-  });
   try {
     return config.role === "initiator"
       ? await runInitiator(io, hs, config, controller.signal)
