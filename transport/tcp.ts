@@ -242,27 +242,24 @@ export class TcpTransport implements Transport {
    * @throws {AddressInUseError} If the address is already bound.
    * @throws {TransportError} If binding fails otherwise (no such local address, permission).
    */
-  listen(addr: string, options: ListenOptions): Promise<Listener> {
+  // deno-lint-ignore require-await -- async, so that every failure is a rejection
+  async listen(addr: string, options: ListenOptions): Promise<Listener> {
     const { host, port, scheme } = parseAddress(addr);
-    if (scheme !== "tcp") {
-      return Promise.reject(new RangeError(`Cannot listen on ${JSON.stringify(addr)}: TCP listens on tcp:// only`));
-    }
+    if (scheme !== "tcp") throw new RangeError(`Cannot listen on ${JSON.stringify(addr)}: TCP listens on tcp:// only`);
     if (typeof options?.onConnection !== "function") {
-      return Promise.reject(new TypeError("Cannot listen: options.onConnection must be a function"));
+      throw new TypeError("Cannot listen: options.onConnection must be a function");
     }
-    if (options.signal?.aborted) return Promise.reject(options.signal.reason);
+    options.signal?.throwIfAborted();
     let listener: Deno.TcpListener;
     try {
       listener = Deno.listen({ hostname: host, port, transport: "tcp" });
     } catch (error) {
       if (error instanceof Deno.errors.AddrInUse) {
-        return Promise.reject(
-          new AddressInUseError(`Cannot listen on ${addr}: address already in use`, { cause: error }),
-        );
+        throw new AddressInUseError(`Cannot listen on ${addr}: address already in use`, { cause: error });
       }
-      return Promise.reject(new TransportError(`Cannot listen on ${addr}: ${describe(error)}`, { cause: error }));
+      throw new TransportError(`Cannot listen on ${addr}: ${describe(error)}`, { cause: error });
     }
-    return Promise.resolve(new TcpListener(listener, options));
+    return new TcpListener(listener, options);
   }
 }
 

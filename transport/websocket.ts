@@ -51,6 +51,7 @@ const CLOSE_MEANINGS: Record<number, string> = {
   [CLOSE_PROTOCOL]: "closed by the peer for a protocol error",
   [CLOSE_OVERFLOW]: "closed by the peer: we sent faster than it read",
   1006: "lost (closed without a close frame)",
+  0: "lost (reset before a close frame arrived)", // what Deno reports after a transport error
 };
 
 /** Tuning shared by both sides of a WebSocket connection. */
@@ -82,6 +83,7 @@ class WebSocketDuplex implements Duplex {
   #writeHighWaterMark: number;
   #write: WriteSide;
   #state: "open" | "closing" | "closed" = "open";
+  #closeError: unknown = null;
   #resolveClosed: () => void;
 
   constructor(ws: WebSocket, localAddr: string, remoteAddr: string, options: WebSocketDuplexOptions) {
@@ -144,6 +146,7 @@ class WebSocketDuplex implements Duplex {
       const error = new TransportError(
         `Connection to ${this.remoteAddr} ${meaning} (code ${event.code}${event.reason ? `: ${event.reason}` : ""})`,
       );
+      this.#closeError = error;
       this.#endRead(error);
       this.#write.error(error);
     }
@@ -157,7 +160,9 @@ class WebSocketDuplex implements Duplex {
         await delay(DRAIN_POLL_MS);
       }
       if (this.#ws.readyState !== WebSocket.OPEN || this.#state === "closed") {
-        throw new TransportError(`Connection to ${this.remoteAddr} is closed`);
+        // Closing: wait for the close event, which tells whether the peer closed cleanly or cut us off.
+        if (this.#state === "open") await this.closed;
+        throw this.#closeError ?? new TransportError(`Connection to ${this.remoteAddr} is closed`);
       }
       // send() copies the bytes, so the caller may reuse its buffer once this resolves.
       this.#ws.send(offset === 0 && chunk.length <= MAX_MESSAGE ? chunk : chunk.subarray(offset, offset + MAX_MESSAGE));
