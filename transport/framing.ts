@@ -17,7 +17,7 @@ export const FRAME_HEADER_SIZE = 4;
  * The default `maxFrameSize`: 1 MiB of payload plus 64 bytes for the
  * channel's own header and AEAD tag, so that a 1 MiB message fits one frame.
  */
-export const DEFAULT_MAX_FRAME_SIZE = 1024 * 1024 + 64;
+export const DEFAULT_MAX_FRAME_SIZE: number = 1024 * 1024 + 64;
 
 /** The largest length the 4-byte prefix can carry. */
 const MAX_ENCODABLE = 0xffff_ffff;
