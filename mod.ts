@@ -14,7 +14,11 @@
  * await node.close();
  * ```
  *
+ * The network transports (TCP, WebSocket, in-memory), their framing and
+ * dialing with retry are exported too (`transport/mod.ts`).
+ *
  * @module
  */
 
 export * from "./kernel/mod.ts";
+export * from "./transport/mod.ts";
