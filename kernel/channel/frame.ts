@@ -173,7 +173,7 @@ function fail(code: "protocol_error" | "frame_size_error" | "flow_control_error"
  * one record, each header is whole and its reserved field 0, each payload
  * fits, the type is known, the flags and stream ID suit the type, control
  * payloads have their exact length, a WINDOW_UPDATE grants 1..2^31 - 1, a
- * GOAWAY reason is UTF-8, and a REKEY is the last record.
+ * GOAWAY reason is UTF-8, and a REKEY or GOAWAY is the last record.
  *
  * @param plaintext An opened frame.
  * @returns The records; payloads are views into `plaintext`, not copies.
@@ -222,8 +222,8 @@ export function decodeFrame(plaintext: Uint8Array): ChannelRecord[] {
     }
     const payload = plaintext.subarray(start, start + length);
     checkRecord(type, flags, streamId, payload, name);
-    if (type === FrameType.REKEY && start + length !== plaintext.length) {
-      fail("protocol_error", "REKEY is not the last record of its frame");
+    if ((type === FrameType.REKEY || type === FrameType.GOAWAY) && start + length !== plaintext.length) {
+      fail("protocol_error", `${name} is not the last record of its frame`);
     }
     records.push({ type: type as FrameType, flags, streamId, payload });
     offset = start + length;

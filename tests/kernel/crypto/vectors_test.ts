@@ -30,6 +30,8 @@ const COVERED = [
   // Run by tests/kernel/channel/noise_test.ts and handshake_vectors_test.ts.
   "noise_cacophony_xx.json",
   "nz_handshake_01.json",
+  // Run by tests/kernel/channel/channel_vectors_test.ts.
+  "nz_channel_01.json",
 ];
 
 Deno.test("spec/vectors holds no JSON file that this test leaves out", () => {
