@@ -6,11 +6,20 @@
  * @module
  */
 
+import { base64 } from "@scure/base";
 import { Command, CommanderError, Option } from "commander";
 import { NodeClient, NoNodeError } from "./kernel/cli/client.ts";
 import { startDaemon } from "./kernel/daemon.ts";
-import { DEFAULT_API, ENV_PASSPHRASE, parseHostPort, passphraseFromEnv, resolveDataDir } from "./kernel/node/config.ts";
+import {
+  DEFAULT_API,
+  DEFAULT_LISTEN,
+  ENV_PASSPHRASE,
+  parseHostPort,
+  passphraseFromEnv,
+  resolveDataDir,
+} from "./kernel/node/config.ts";
 import { Node, VERSION } from "./kernel/node/node.ts";
+import { PEER_POLICIES, type PeerPolicy } from "./kernel/peers/manager.ts";
 
 interface Globals {
   dataDir?: string;
@@ -45,6 +54,13 @@ interface IdentityView {
   nodeId: string;
   did: string;
   active: boolean;
+}
+
+interface SessionView {
+  nodeId: string;
+  did: string;
+  direction: string;
+  address: string;
 }
 
 interface TokenView {
@@ -85,12 +101,41 @@ export function buildProgram(): Command {
     .addOption(passphraseOption())
     .option("--api <HOST:PORT>", "TCP address of the HTTP API", DEFAULT_API)
     .option("--no-api", "serve the API on the Unix socket only")
+    .option(
+      "--listen <ADDRESS>",
+      `address for other nodes, repeatable: tcp://HOST:PORT or ws://HOST:PORT/PATH (default ${
+        DEFAULT_LISTEN.join(" ")
+      })`,
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+    )
+    .option("--no-listen", "accept no connections from other nodes (dialing out still works)")
+    .addOption(
+      new Option("--peer-policy <POLICY>", "which peers to accept: any, tofu (trust on first use) or known")
+        .choices([...PEER_POLICIES]).default("tofu"),
+    )
     .option("--name <NAME>", "name of the first identity, on first start", "default")
-    .action(async (opts: { passphraseEnv?: string; api: string | false; name: string }, command: Command) => {
+    .action(async (
+      opts: {
+        passphraseEnv?: string;
+        api: string | false;
+        listen?: string[] | false;
+        peerPolicy: PeerPolicy;
+        name: string;
+      },
+      command: Command,
+    ) => {
       const dataDir = dataDirOf(command);
       const passphrase = opts.passphraseEnv ? passphraseFromEnv(opts.passphraseEnv) : undefined;
       const api = opts.api === false ? null : parseHostPort(opts.api);
-      const daemon = await startDaemon({ dataDir, passphrase, api, identityName: opts.name });
+      const listen = opts.listen === false ? [] : opts.listen ?? DEFAULT_LISTEN;
+      const daemon = await startDaemon({
+        dataDir,
+        passphrase,
+        api,
+        listen,
+        peerPolicy: opts.peerPolicy,
+        identityName: opts.name,
+      });
       const { node } = daemon;
       console.log(`nzcore ${VERSION} ${node.created ? "created a new node" : "started"}`);
       console.log(`  identity: ${node.identity.did}`);
@@ -100,6 +145,7 @@ export function buildProgram(): Command {
       );
       if (daemon.api.tcp) console.log(`  api:      http://${daemon.api.tcp}/v1 (bearer token required)`);
       console.log(`  socket:   ${daemon.api.socket}`);
+      for (const address of node.peers.listening) console.log(`  listen:   ${address}`);
       console.log(`  admin:    token in ${daemon.adminTokenPath}`);
       console.log("ready");
       await daemon.finished;
@@ -120,6 +166,8 @@ export function buildProgram(): Command {
           identity: IdentityView;
           identities: number;
           api: { tcp: string | null; socket: string | null };
+          listen: string[];
+          sessions: number;
           permissions: Record<string, string>;
           storage: { path: string; bytes: number; keyMode: string; logEntries: number };
           memory: { rss: number };
@@ -131,6 +179,7 @@ export function buildProgram(): Command {
             `node id:     ${s.identity.nodeId}`,
             `identities:  ${s.identities}`,
             `api:         ${s.api.tcp ? `http://${s.api.tcp}` : "(no TCP)"}  ${s.api.socket ?? ""}`,
+            `listen:      ${s.listen.join(" ") || "(nowhere)"}  (${s.sessions} sessions)`,
             `storage:     ${s.storage.path}, ${
               (s.storage.bytes / 1024).toFixed(0)
             } KiB, key ${s.storage.keyMode}, ${s.storage.logEntries} log entries`,
@@ -281,6 +330,75 @@ export function buildProgram(): Command {
             else console.log(`${new Date(event.time).toISOString()} ${event.type} ${JSON.stringify(event.data)}`);
           }
         }
+      });
+    });
+
+  program.command("connect <address>")
+    .description("dial a node (tcp://HOST:PORT, ws://HOST:PORT/PATH) and authenticate it")
+    .option("--peer <ID>", "the node ID or DID expected at the address; refuse another")
+    .option("--once", "do not dial the peer again after a lost session or at start")
+    .option("--json", "print JSON")
+    .action(async (address: string, opts: { peer?: string; once?: boolean; json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const s = await client.request<SessionView>("POST", "/v1/peers", {
+          address,
+          peer: opts.peer,
+          autoConnect: !opts.once,
+        });
+        print(s, !!opts.json, () => `Connected to ${s.did}\n  node id: ${s.nodeId}\n  address: ${s.address}`);
+      });
+    });
+
+  program.command("peers")
+    .description("list sessions with other nodes, and known peers")
+    .option("--json", "print JSON")
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const p = await client.request<{
+          policy: string;
+          listening: string[];
+          sessions: SessionView[];
+          known: (SessionView & { addresses: string[]; lastSeen: number; autoConnect: boolean; connected: boolean })[];
+        }>("GET", "/v1/peers");
+        print(p, !!opts.json, () => {
+          const lines = [`listening: ${p.listening.join(" ") || "(nowhere)"}   policy: ${p.policy}`];
+          lines.push(p.sessions.length ? "sessions:" : "sessions: none");
+          for (const s of p.sessions) {
+            lines.push(`  ${s.nodeId.slice(0, 16)}  ${s.direction.padEnd(8)} ${s.address}  ${s.did}`);
+          }
+          const offline = p.known.filter((k) => !k.connected);
+          if (offline.length) lines.push("known, not connected:");
+          for (const k of offline) {
+            const auto = k.autoConnect ? " (redialing)" : "";
+            lines.push(`  ${k.nodeId.slice(0, 16)}  ${k.addresses[0] ?? "-"}  ${k.did}${auto}`);
+          }
+          return lines.join("\n");
+        });
+      });
+    });
+
+  program.command("send <peer> <message>")
+    .description("send a message to a connected peer (its DID, node ID or a unique prefix); @FILE sends a file")
+    .action(async (peer: string, message: string, _opts: unknown, command: Command) => {
+      const body = message.startsWith("@")
+        ? { base64: base64.encode(await Deno.readFile(message.slice(1))) }
+        : { text: message };
+      await withClient(command, async (client) => {
+        const sent = await client.request<{ nodeId: string; bytes: number }>(
+          "POST",
+          `/v1/peers/${encodeURIComponent(peer)}/messages`,
+          body,
+        );
+        console.log(`Sent ${sent.bytes} bytes to ${sent.nodeId}`);
+      });
+    });
+
+  program.command("disconnect <peer>")
+    .description("close the session with a peer and stop redialing it")
+    .action(async (peer: string, _opts: unknown, command: Command) => {
+      await withClient(command, async (client) => {
+        const { nodeId } = await client.request<{ nodeId: string }>("DELETE", `/v1/peers/${encodeURIComponent(peer)}`);
+        console.log(`Disconnected ${nodeId}`);
       });
     });
 

@@ -26,6 +26,8 @@ export interface DaemonOptions extends NodeOptions {
   socket?: boolean;
   /** Checkpoint the event log this often (default 5 minutes). */
   checkpointMs?: number;
+  /** Transport addresses to listen on for other nodes (`tcp://HOST:PORT`, `ws://HOST:PORT/PATH`). */
+  listen?: readonly string[];
 }
 
 /** A running daemon. */
@@ -70,6 +72,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   let servers;
   const adminTokenPath = join(node.dataDir, FILES.adminToken);
   try {
+    await node.peers.listen(options.listen ?? []);
     const { all: permissions } = await queryPermissions();
     const app = createApp({ node, listeners, permissions });
     const admin = await node.tokens.create("local-admin", { persist: false });
@@ -92,6 +95,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await node.close().catch(() => {});
     throw error;
   }
+  node.peers.reconnectKnown();
   const timer = setInterval(() => {
     node.log.checkpoint().catch((error) => console.error("nzcore: cannot checkpoint the event log:", error));
   }, options.checkpointMs ?? 5 * 60_000);

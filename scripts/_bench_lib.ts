@@ -82,7 +82,18 @@ export function spawnDeno(args: string[]): Server {
 
 /** The argument list of `deno task start`, with a data directory and API address. */
 export function nodeArgs(dataDir: string, port: number): string[] {
-  return ["run", "-P=nzcore", "--no-prompt", "main.ts", "start", "--data-dir", dataDir, "--api", `127.0.0.1:${port}`];
+  return [
+    "run",
+    "-P=nzcore",
+    "--no-prompt",
+    "main.ts",
+    "start",
+    "--data-dir",
+    dataDir,
+    "--api",
+    `127.0.0.1:${port}`,
+    "--no-listen",
+  ];
 }
 
 /** Spawns the node exactly as the `start` task does. */

@@ -21,6 +21,7 @@ import { healthRoutes } from "./routes/health.ts";
 import { identityRoutes } from "./routes/identities.ts";
 import { stateRoutes } from "./routes/state.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
+import { peerRoutes } from "./routes/peers.ts";
 
 /** Largest request body accepted. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -77,6 +78,7 @@ export function createApp(ctx: ApiContext, options: AppOptions = {}): ApiHandler
   stateRoutes(app, ctx);
   identityRoutes(app, ctx);
   tokenRoutes(app, ctx);
+  peerRoutes(app, ctx);
   eventRoutes(app, ctx);
 
   // Generated from the route definitions once, on first request.

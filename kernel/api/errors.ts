@@ -18,6 +18,8 @@ import {
   StorageLockedError,
   WrongKeyError,
 } from "../errors.ts";
+import { ChannelError, HandshakeError, PeerMismatchError } from "../channel/errors.ts";
+import { DialError, TransportError } from "../../transport/errors.ts";
 
 /** The body of every error response. */
 export interface ErrorBody {
@@ -58,6 +60,14 @@ export function onError(error: Error, c: Context): Response {
   }
   if (error instanceof StorageLockedError) return errorResponse(c, 409, "locked", error.message);
   if (error instanceof StorageFullError) return errorResponse(c, 507, "storage_full", error.message);
+  if (error instanceof PeerMismatchError) return errorResponse(c, 502, "peer_mismatch", error.message);
+  if (error instanceof HandshakeError) return errorResponse(c, 502, "handshake_failed", error.message);
+  if (error instanceof DialError) return errorResponse(c, 502, "peer_unreachable", error.message);
+  if (error instanceof TransportError) return errorResponse(c, 502, "transport_failed", error.message);
+  if (error instanceof ChannelError) return errorResponse(c, 502, "channel_failed", error.message);
+  if (error instanceof DOMException && (error.name === "TimeoutError" || error.name === "AbortError")) {
+    return errorResponse(c, 504, "timeout", `The operation did not finish in time: ${error.message}`);
+  }
   if (error instanceof RangeError || error instanceof SyntaxError) {
     return errorResponse(c, 400, "invalid_request", error.message);
   }

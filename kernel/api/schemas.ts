@@ -77,6 +77,8 @@ export const StateSchema = z.object({
   identity: IdentitySchema,
   identities: z.number().int(),
   api: z.object({ tcp: z.string().nullable(), socket: z.string().nullable() }),
+  listen: z.array(z.string()).openapi({ description: "Transport addresses the node listens on for other nodes" }),
+  sessions: z.number().int().openapi({ description: "Open sessions with other nodes" }),
   permissions: z.record(z.string(), z.string()),
   storage: z.object({
     path: z.string(),
@@ -103,4 +105,56 @@ export const RefParam = z.object({
 
 export const IdParam = z.object({
   id: z.string().regex(/^[0-9a-f]{16}$/).openapi({ param: { name: "id", in: "path" } }),
+});
+
+/** An open session with a peer. */
+export const SessionSchema = z.object({
+  nodeId: z.string(),
+  did: z.string(),
+  direction: z.enum(["inbound", "outbound"]),
+  address: z.string().openapi({ example: "tcp://192.0.2.7:7475" }),
+  version: z.number().int(),
+  features: z.array(z.string()),
+  openedAt: z.number().int(),
+}).openapi("Session");
+
+/** A peer in the address book. */
+export const KnownPeerSchema = z.object({
+  nodeId: z.string(),
+  did: z.string(),
+  addresses: z.array(z.string()),
+  firstSeen: z.number().int(),
+  lastSeen: z.number().int(),
+  autoConnect: z.boolean(),
+  connected: z.boolean(),
+}).openapi("KnownPeer");
+
+/** `GET /v1/peers`. */
+export const PeersSchema = z.object({
+  policy: z.enum(["any", "tofu", "known"]),
+  listening: z.array(z.string()),
+  sessions: z.array(SessionSchema),
+  known: z.array(KnownPeerSchema),
+}).openapi("Peers");
+
+/** `POST /v1/peers`. */
+export const ConnectSchema = z.strictObject({
+  address: z.string().min(1).max(512).openapi({ example: "tcp://192.0.2.7:7475" }),
+  peer: z.string().min(1).max(128).optional().openapi({
+    description: "The node ID or DID expected at the address; the connection is refused if another answers",
+  }),
+  autoConnect: z.boolean().optional().openapi({
+    description: "Dial the peer again after a lost session and at start (default true)",
+  }),
+}).openapi("Connect");
+
+/** `POST /v1/peers/{id}/messages`: exactly one of `text` and `base64`. */
+export const SendMessageSchema = z.union([
+  z.strictObject({ text: z.string().max(1_000_000) }),
+  z.strictObject({ base64: z.string().max(1_400_000).regex(/^[A-Za-z0-9+/]*={0,2}$/, { message: "Not base64" }) }),
+]).openapi("SendMessage");
+
+/** A peer named in a path: DID, node ID, or a unique prefix of either. */
+export const PeerParam = z.object({
+  id: z.string().min(1).max(128).openapi({ param: { name: "id", in: "path" }, example: "did:key:z6Mk..." }),
 });

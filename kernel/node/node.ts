@@ -26,6 +26,12 @@ import {
 } from "../storage/master_key.ts";
 import { wipe } from "../bytes.ts";
 import { CorruptFileError } from "../errors.ts";
+import { decodeDidKey } from "../identity/did.ts";
+import { nodeIdOf } from "../identity/identity.ts";
+import { AddressBook } from "../peers/address_book.ts";
+import { PeerManager, type PeerManagerOptions, type PeerPolicy } from "../peers/manager.ts";
+import { TcpTransport } from "../../transport/tcp.ts";
+import { WebSocketTransport } from "../../transport/websocket.ts";
 import { EventBus } from "./event_bus.ts";
 import { FILES } from "./config.ts";
 import { TokenStore } from "./tokens.ts";
@@ -45,6 +51,10 @@ export interface NodeOptions {
   identityName?: string;
   /** Sign the event log's head every this many entries (default 64). */
   checkpointEvery?: number;
+  /** Which peers to accept (default `tofu`). */
+  peerPolicy?: PeerPolicy;
+  /** Tuning of the peer manager (handshake limits, redial delays, channel options), mostly for tests. */
+  peerOptions?: Pick<PeerManagerOptions, "limits" | "reconnect" | "channel" | "maxFrameSize">;
 }
 
 /** Storage figures of `/v1/state`. */
@@ -81,6 +91,10 @@ export class Node {
   readonly blobs: BlobStore;
   /** The in-process event bus. */
   readonly bus: EventBus;
+  /** Known peers. */
+  readonly book: AddressBook;
+  /** Sessions with other nodes; nothing listens until `peers.listen()`. */
+  readonly peers: PeerManager;
   #lock: DirectoryLock;
   #closed = false;
 
@@ -94,6 +108,8 @@ export class Node {
     tokens: TokenStore;
     log: EventLog;
     bus: EventBus;
+    book: AddressBook;
+    options: NodeOptions;
   }) {
     this.dataDir = init.dataDir;
     this.created = init.created;
@@ -104,7 +120,21 @@ export class Node {
     this.tokens = init.tokens;
     this.log = init.log;
     this.bus = init.bus;
+    this.book = init.book;
     this.blobs = new BlobStore(init.store);
+    this.peers = new PeerManager({
+      identity: () => this.identities.active(),
+      book: init.book,
+      transports: [new TcpTransport(), new WebSocketTransport()],
+      policy: init.options.peerPolicy,
+      ...init.options.peerOptions,
+      events: (type, data) => {
+        // Sessions opening and closing go to the signed log; refusals (a flood can cause many) and messages only
+        // to the bus.
+        if (type === "peer.connected" || type === "peer.disconnected") void this.record(type, data);
+        else this.bus.publish(type, data);
+      },
+    });
     this.startedAt = Date.now();
   }
 
@@ -147,7 +177,20 @@ export class Node {
       };
       const log = await EventLog.open(store, "node", signer, { checkpointEvery: options.checkpointEvery });
       bus = new EventBus();
-      const node = new Node({ dataDir, created, keyMode, lock, store, identities: ids, tokens, log, bus });
+      const book = await AddressBook.open(store);
+      const node = new Node({
+        dataDir,
+        created,
+        keyMode,
+        lock,
+        store,
+        identities: ids,
+        tokens,
+        log,
+        bus,
+        book,
+        options,
+      });
       await node.blobs.collectGarbage();
       await node.record("node.started", { version: VERSION, identity: ids.active().did });
       return node;
@@ -197,9 +240,25 @@ export class Node {
    *
    * @throws the first error of a step that failed, after every step has run.
    */
+  /**
+   * The node ID named by `peer`: a node ID (64 hex digits) or a `did:key`.
+   *
+   * @throws {SyntaxError} when it is neither.
+   */
+  peerIdOf(peer: string): string {
+    if (/^[0-9a-f]{64}$/.test(peer)) return peer;
+    if (peer.startsWith("did:key:")) return nodeIdOf(decodeDidKey(peer));
+    throw new SyntaxError(`Invalid peer "${peer}": expected a node ID (64 hex digits) or a did:key`);
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    try {
+      await this.peers.close();
+    } catch (error) {
+      console.warn(`nzcore: while closing sessions: ${(error as Error).message}`);
+    }
     try {
       await this.log.append("node.stopped", {});
       await this.log.checkpoint();

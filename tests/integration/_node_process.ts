@@ -57,6 +57,11 @@ export class StartFailed extends Error {
   }
 }
 
+/** Nodes in tests never listen on the default port, which parallel tests would fight over. */
+function withListen(args: string[]): string[] {
+  return args.some((a) => a === "--listen" || a === "--no-listen") ? args : [...args, "--no-listen"];
+}
+
 /**
  * Starts `main.ts start` on `dataDir` and waits for "ready".
  *
@@ -73,7 +78,7 @@ export async function startNode(
       "--data-dir",
       dataDir,
       "start",
-      ...(options.args ?? ["--api", "127.0.0.1:0"]),
+      ...withListen(options.args ?? ["--api", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:0"]),
     ],
     cwd: ROOT,
     env: { NO_COLOR: "1", ...options.env },

@@ -5,7 +5,18 @@ import { spawnDeno, stop, waitForOutput } from "../../scripts/_bench_lib.ts";
 
 Deno.test("the node under profileFlags() holds read, write and net, not run or ffi, and stops cleanly", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "nzcore-profile-test-" });
-  const node = spawnDeno(["run", ...profileFlags(), "main.ts", "start", "--data-dir", dataDir, "--api", "127.0.0.1:0"]);
+  const node = spawnDeno([
+    "run",
+    ...profileFlags(),
+    "main.ts",
+    "start",
+    "--data-dir",
+    dataDir,
+    "--api",
+    "127.0.0.1:0",
+    "--listen",
+    "tcp://127.0.0.1:0",
+  ]);
   try {
     await waitForOutput(node, /^ready$/m, 30_000);
     const token = (await Deno.readTextFile(join(dataDir, "admin.token"))).trim();

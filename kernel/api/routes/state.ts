@@ -54,13 +54,17 @@ export function stateRoutes(app: ApiApp, ctx: ApiContext): void {
       sample = { at: now, storage: await node.storage(), memory: { rss, heapUsed } };
     }
     const active = node.identity;
-    const key = `${active.nodeId} ${node.identities.size} ${node.log.length} ${sample.at} ${ctx.listeners.tcp}`;
+    const sessions = node.peers.sessions().length;
+    const key =
+      `${active.nodeId} ${node.identities.size} ${node.log.length} ${sample.at} ${ctx.listeners.tcp} ${sessions}`;
     if (body?.key !== key) {
       const head = JSON.stringify({ version: VERSION, pid: Deno.pid, startedAt: node.startedAt });
       const tail = JSON.stringify({
         identity: { ...active.info(), active: true },
         identities: node.identities.size,
         api: ctx.listeners,
+        listen: node.peers.listening,
+        sessions,
         permissions: ctx.permissions,
         storage: { ...sample.storage, logEntries: node.log.length },
         memory: sample.memory,

@@ -1,0 +1,606 @@
+/**
+ * The peer manager: listens on transport addresses, dials peers, runs the
+ * NZ-HANDSHAKE-01 handshake and opens an NZ-CHANNEL-01 channel on each
+ * connection, and keeps one session per peer in a registry.
+ *
+ * - Two nodes that dial each other at once end with one session: both keep
+ *   the session initiated by the node with the smaller node ID.
+ * - Peer policy: `any` accepts every peer; `tofu` (trust on first use) pins
+ *   each dialed address to the identity that first answered there and
+ *   refuses another identity at it later; `known` accepts inbound sessions
+ *   only from peers in the address book.
+ * - Peers connected with `autoConnect` are dialed again after a lost session
+ *   (exponential backoff with jitter) and at start.
+ * - Pending handshakes are limited in total and per remote host; a stalled
+ *   handshake times out.
+ * - Streams carry a protocol: the first message of every stream is its
+ *   protocol name (UTF-8, at most {@linkcode MAX_PROTOCOL_LEN} bytes), and
+ *   the manager hands the stream to the handler registered for it. The
+ *   built-in {@linkcode MESSAGE_PROTOCOL} turns each message into a
+ *   `peer.message` event.
+ *
+ * @module
+ */
+
+import { fromUtf8, toHex, utf8 } from "../bytes.ts";
+import { base64 } from "@scure/base";
+import { ConflictError, NotFoundError } from "../errors.ts";
+import type { Identity } from "../identity/identity.ts";
+import { type Channel, openChannel } from "../channel/channel.ts";
+import type { ChannelOptions } from "../channel/channel.ts";
+import { ChannelError } from "../channel/errors.ts";
+import { performHandshake } from "../channel/handshake.ts";
+import type { Stream } from "../channel/stream.ts";
+import type { FrameIO, PeerIdentity } from "../channel/types.ts";
+import { createFrameIO } from "../../transport/framing.ts";
+import type { Duplex, Listener, Transport } from "../../transport/types.ts";
+import { type AddressBook, resolvePeerName } from "./address_book.ts";
+
+/** The protocol of plain messages between nodes (`nzcore send`). */
+export const MESSAGE_PROTOCOL = "nz/message/1";
+/** The longest protocol name a stream may start with, in bytes. */
+export const MAX_PROTOCOL_LEN = 256;
+
+/** Which peers the node accepts. */
+export type PeerPolicy = "any" | "tofu" | "known";
+/** The policies, for validation. */
+export const PEER_POLICIES: readonly PeerPolicy[] = ["any", "tofu", "known"];
+
+/** Limits on connections that have not finished their handshake. */
+export interface HandshakeLimits {
+  /** Pending inbound handshakes in total (default 128). */
+  pendingTotal: number;
+  /** Pending inbound handshakes from one remote host (default 8). */
+  pendingPerHost: number;
+  /** How long a handshake may take, in milliseconds (default 10 s). */
+  timeoutMs: number;
+}
+
+const DEFAULT_LIMITS: HandshakeLimits = { pendingTotal: 128, pendingPerHost: 8, timeoutMs: 10_000 };
+
+/** Delays of redials after a lost session. */
+export interface ReconnectOptions {
+  /** The first delay, in milliseconds (default 1 s). */
+  baseDelayMs: number;
+  /** The longest delay (default 60 s). */
+  maxDelayMs: number;
+}
+
+const DEFAULT_RECONNECT: ReconnectOptions = { baseDelayMs: 1_000, maxDelayMs: 60_000 };
+
+/** Options of {@linkcode PeerManager}. */
+export interface PeerManagerOptions {
+  /** The identity sessions authenticate with (read at each handshake: the active identity). */
+  identity: () => Identity;
+  /** Known peers. */
+  book: AddressBook;
+  /** The transports addresses are dialed and listened on with. */
+  transports: readonly Transport[];
+  /** Which peers to accept (default `tofu`). */
+  policy?: PeerPolicy;
+  /** Receives every session event (`peer.connected`, `peer.disconnected`, `peer.refused`, `peer.message`). */
+  events?: (type: string, data: Record<string, unknown>) => void;
+  /** Limits on pending handshakes. */
+  limits?: Partial<HandshakeLimits>;
+  /** Redial delays. */
+  reconnect?: Partial<ReconnectOptions>;
+  /** Options of every channel (keep-alive, windows, rekey bounds). */
+  channel?: Partial<ChannelOptions>;
+  /** The largest frame on the wire, in bytes (default: the transport framing's). */
+  maxFrameSize?: number;
+  /** Random numbers in [0, 1) for the jitter (default `Math.random`). */
+  random?: () => number;
+}
+
+/** Handles a stream that a peer opened with a protocol. */
+export type StreamHandler = (stream: Stream, session: Session) => void | Promise<void>;
+
+/** What may be shown of a session. */
+export interface SessionInfo {
+  /** The peer's node ID. */
+  nodeId: string;
+  /** The peer's DID. */
+  did: string;
+  /** Who dialed: `outbound` when this node did. */
+  direction: "inbound" | "outbound";
+  /** The peer's transport address. */
+  address: string;
+  /** The negotiated protocol version. */
+  version: number;
+  /** The features the peer supports. */
+  features: string[];
+  /** When the session opened, in milliseconds since the Unix epoch. */
+  openedAt: number;
+}
+
+/** An authenticated, encrypted session with one peer. */
+export class Session {
+  /** The authenticated peer. */
+  readonly peer: PeerIdentity;
+  /** Who dialed. */
+  readonly direction: "inbound" | "outbound";
+  /** The peer's transport address. */
+  readonly address: string;
+  /** The negotiated protocol version. */
+  readonly version: number;
+  /** The features the peer supports. */
+  readonly features: string[];
+  /** When the session opened. */
+  readonly openedAt: number = Date.now();
+  /** The channel under the session. */
+  readonly channel: Channel;
+  /** @internal Set when another session with the same peer replaced this one. */
+  replaced = false;
+  #messages: Promise<Stream> | undefined;
+
+  /** @internal Sessions are made by {@linkcode PeerManager}. */
+  constructor(init: {
+    peer: PeerIdentity;
+    direction: "inbound" | "outbound";
+    address: string;
+    version: number;
+    features: string[];
+    channel: Channel;
+  }) {
+    this.peer = init.peer;
+    this.direction = init.direction;
+    this.address = init.address;
+    this.version = init.version;
+    this.features = init.features;
+    this.channel = init.channel;
+  }
+
+  /** The peer's node ID. */
+  get nodeId(): string {
+    return this.peer.nodeId;
+  }
+
+  /** The peer's DID. */
+  get did(): string {
+    return this.peer.did;
+  }
+
+  /** Opens a stream for `protocol`; the peer hands it to its handler for that protocol. */
+  async openStream(protocol: string): Promise<Stream> {
+    const name = utf8(protocol);
+    if (name.length === 0 || name.length > MAX_PROTOCOL_LEN) {
+      throw new RangeError(`Invalid protocol name: length is ${name.length}, expected 1..${MAX_PROTOCOL_LEN}`);
+    }
+    const stream = await this.channel.openStream();
+    await stream.send(name);
+    return stream;
+  }
+
+  /** Sends one message with {@linkcode MESSAGE_PROTOCOL}, on a stream kept for the session. */
+  async sendMessage(message: Uint8Array): Promise<void> {
+    this.#messages ??= this.openStream(MESSAGE_PROTOCOL);
+    try {
+      await (await this.#messages).send(message);
+    } catch (error) {
+      this.#messages = undefined;
+      throw error;
+    }
+  }
+
+  /** Closes the session gracefully. */
+  async close(reason = "closed"): Promise<void> {
+    await this.channel.close(reason);
+  }
+
+  /** What may be shown of the session. */
+  info(): SessionInfo {
+    return {
+      nodeId: this.peer.nodeId,
+      did: this.peer.did,
+      direction: this.direction,
+      address: this.address,
+      version: this.version,
+      features: this.features,
+      openedAt: this.openedAt,
+    };
+  }
+}
+
+/** Listens, dials, authenticates and keeps one session per peer. */
+export class PeerManager {
+  #options: PeerManagerOptions;
+  #policy: PeerPolicy;
+  #limits: HandshakeLimits;
+  #reconnect: ReconnectOptions;
+  #random: () => number;
+  #events: (type: string, data: Record<string, unknown>) => void;
+  #sessions = new Map<string, Session>();
+  #listeners: Listener[] = [];
+  #handlers = new Map<string, StreamHandler>();
+  #pendingTotal = 0;
+  #pendingByHost = new Map<string, number>();
+  #redials = new Map<string, AbortController>();
+  #closing = new AbortController();
+  #tracked = new Set<Promise<unknown>>();
+  #logBudget = { left: 20, since: 0 };
+
+  /** Creates a manager; nothing listens until {@linkcode PeerManager.listen}. */
+  constructor(options: PeerManagerOptions) {
+    this.#options = options;
+    this.#policy = options.policy ?? "tofu";
+    this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.#reconnect = { ...DEFAULT_RECONNECT, ...options.reconnect };
+    this.#random = options.random ?? Math.random;
+    this.#events = options.events ?? (() => {});
+    this.handle(MESSAGE_PROTOCOL, (stream, session) => this.#receiveMessages(stream, session));
+  }
+
+  /** The peer policy in force. */
+  get policy(): PeerPolicy {
+    return this.#policy;
+  }
+
+  /** The addresses the node listens on (ports resolved). */
+  get listening(): string[] {
+    return this.#listeners.map((l) => l.addr);
+  }
+
+  /** The open sessions, one per peer. */
+  sessions(): Session[] {
+    return [...this.#sessions.values()];
+  }
+
+  /** Registers the handler of streams that peers open with `protocol`. */
+  handle(protocol: string, handler: StreamHandler): void {
+    this.#handlers.set(protocol, handler);
+  }
+
+  /**
+   * Listens on each of `addresses` (`tcp://HOST:PORT`, `ws://HOST:PORT/PATH`).
+   *
+   * @returns the addresses bound, ports resolved.
+   */
+  async listen(addresses: readonly string[]): Promise<string[]> {
+    const bound: string[] = [];
+    for (const address of addresses) {
+      const transport = this.#transportOf(address);
+      const listener = await transport.listen(address, {
+        onConnection: (conn) => this.#track(this.#accept(conn)),
+        signal: this.#closing.signal,
+      });
+      this.#listeners.push(listener);
+      bound.push(listener.addr);
+    }
+    return bound;
+  }
+
+  /** Dials every peer marked `autoConnect`, in the background. */
+  reconnectKnown(): void {
+    for (const peer of this.#options.book.list()) {
+      if (peer.autoConnect && !this.#sessions.has(peer.nodeId)) this.#scheduleRedial(peer.nodeId, 0);
+    }
+  }
+
+  /**
+   * Dials `address`, authenticates the peer there and returns the session
+   * with it (an existing one when the peer is already connected).
+   *
+   * @throws {PeerMismatchError} when `expectedPeer` or, under `tofu`, the identity pinned to the address does not answer.
+   * @throws {HandshakeError} when the handshake fails.
+   */
+  async connect(
+    address: string,
+    options: { expectedPeer?: string; autoConnect?: boolean; signal?: AbortSignal } = {},
+  ): Promise<Session> {
+    const pinned = this.#policy === "any" ? undefined : this.#options.book.pinned(address);
+    const expected = options.expectedPeer ?? pinned;
+    const existing = expected ? this.#sessions.get(expected) : undefined;
+    if (existing) {
+      if (options.autoConnect) await this.#options.book.setAutoConnect(existing.nodeId, true);
+      return existing;
+    }
+    const signal = AbortSignal.any([
+      this.#closing.signal,
+      options.signal ?? AbortSignal.timeout(this.#limits.timeoutMs * 2),
+    ]);
+    const conn = await this.#transportOf(address).dial(address, { signal });
+    const io = this.#frames(conn);
+    try {
+      const result = await performHandshake(io, {
+        role: "initiator",
+        identity: this.#options.identity(),
+        expectedPeer: expected,
+        timeoutMs: this.#limits.timeoutMs,
+        signal,
+      });
+      if (result.peer.nodeId === this.#options.identity().nodeId) {
+        throw new ConflictError(`${address} is this node itself`);
+      }
+      const session = this.#register(io, result, "outbound", address);
+      await this.#options.book.seen(result.peer, { dialed: address });
+      if (options.autoConnect) await this.#options.book.setAutoConnect(result.peer.nodeId, true);
+      return session;
+    } catch (error) {
+      io.abort(error);
+      this.#refused(address, error);
+      throw error;
+    }
+  }
+
+  /** The session with the peer named by `name` (DID, node ID, or a unique prefix of either). */
+  session(name: string): Session {
+    return resolvePeerName(name, this.#sessions.values());
+  }
+
+  /** Sends `message` to the peer named by `name` with {@linkcode MESSAGE_PROTOCOL}. */
+  async send(name: string, message: Uint8Array): Promise<Session> {
+    const session = this.session(name);
+    await session.sendMessage(message);
+    return session;
+  }
+
+  /**
+   * Closes the session with the peer named by `name` and stops redialing it.
+   *
+   * @returns the peer's node ID.
+   */
+  async disconnect(name: string): Promise<string> {
+    const candidates = [...this.#sessions.values(), ...this.#options.book.list()];
+    const { nodeId } = resolvePeerName(name, candidates);
+    this.#redials.get(nodeId)?.abort();
+    await this.#options.book.setAutoConnect(nodeId, false);
+    const session = this.#sessions.get(nodeId);
+    if (!session) {
+      if (!this.#options.book.get(nodeId)) throw new NotFoundError(`No session with ${name}`);
+      return nodeId;
+    }
+    await session.close("disconnected by this node");
+    return nodeId;
+  }
+
+  /** Stops listening, stops redials and closes every session. */
+  async close(): Promise<void> {
+    if (this.#closing.signal.aborted) return;
+    this.#closing.abort(new Error("The node is stopping"));
+    for (const redial of this.#redials.values()) redial.abort();
+    await Promise.allSettled(this.#listeners.map((l) => l.close()));
+    const sessions = [...this.#sessions.values()];
+    await Promise.allSettled(
+      sessions.map((s) => withTimeout(s.close("node stopping"), 2_000, () => s.channel.abort())),
+    );
+    await Promise.allSettled([...this.#tracked]);
+  }
+
+  #transportOf(address: string): Transport {
+    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(address)?.[1]?.toLowerCase();
+    if (!scheme) throw new SyntaxError(`Cannot parse address "${address}": expected SCHEME://HOST:PORT`);
+    const transport = this.#options.transports.find((t) => t.schemes.includes(scheme));
+    if (!transport) {
+      const known = this.#options.transports.flatMap((t) => t.schemes).join(", ");
+      throw new SyntaxError(`Cannot use address "${address}": unknown scheme "${scheme}", expected one of ${known}`);
+    }
+    return transport;
+  }
+
+  #frames(conn: Duplex): FrameIO {
+    return createFrameIO(conn, this.#options.maxFrameSize ? { maxFrameSize: this.#options.maxFrameSize } : {});
+  }
+
+  #track(promise: Promise<unknown>): void {
+    this.#tracked.add(promise);
+    promise.finally(() => this.#tracked.delete(promise));
+  }
+
+  async #accept(conn: Duplex): Promise<void> {
+    const host = hostOf(conn.remoteAddr);
+    const fromHost = this.#pendingByHost.get(host) ?? 0;
+    if (this.#pendingTotal >= this.#limits.pendingTotal || fromHost >= this.#limits.pendingPerHost) {
+      conn.abort(new Error("too many pending handshakes"));
+      this.#refused(conn.remoteAddr, new Error("too many pending handshakes"));
+      return;
+    }
+    this.#pendingTotal++;
+    this.#pendingByHost.set(host, fromHost + 1);
+    const io = this.#frames(conn);
+    try {
+      const result = await performHandshake(io, {
+        role: "responder",
+        identity: this.#options.identity(),
+        timeoutMs: this.#limits.timeoutMs,
+        signal: this.#closing.signal,
+      });
+      const nodeId = result.peer.nodeId;
+      if (nodeId === this.#options.identity().nodeId) throw new ConflictError("the peer is this node itself");
+      if (this.#policy === "known" && !this.#options.book.get(nodeId)) {
+        throw new ConflictError(`peer ${nodeId} is not known, and the policy accepts known peers only`);
+      }
+      this.#register(io, result, "inbound", conn.remoteAddr);
+      await this.#options.book.seen(result.peer, { address: conn.remoteAddr });
+    } catch (error) {
+      io.abort(error);
+      this.#refused(conn.remoteAddr, error);
+    } finally {
+      this.#pendingTotal--;
+      const left = (this.#pendingByHost.get(host) ?? 1) - 1;
+      if (left === 0) this.#pendingByHost.delete(host);
+      else this.#pendingByHost.set(host, left);
+    }
+  }
+
+  #register(
+    io: FrameIO,
+    result: { peer: PeerIdentity; version: number; features: string[]; keys: Parameters<typeof openChannel>[1] },
+    direction: "inbound" | "outbound",
+    address: string,
+  ): Session {
+    // The channel reads only after this returns, so every stream it hands over finds the session set.
+    const ref: { session?: Session } = {};
+    const channel = openChannel(io, result.keys, {
+      peer: result.peer.nodeId.slice(0, 12),
+      ...this.#options.channel,
+      onStream: (stream: Stream) => this.#track(this.#dispatch(stream, ref.session!)),
+    });
+    const session = ref.session = new Session({
+      peer: result.peer,
+      direction,
+      address,
+      version: result.version,
+      features: result.features,
+      channel,
+    });
+    const nodeId = result.peer.nodeId;
+    const existing = this.#sessions.get(nodeId);
+    let kept = session;
+    if (existing) {
+      kept = this.#prefer(session, existing);
+      const dropped = kept === session ? existing : session;
+      dropped.replaced = true;
+      void dropped.close("duplicate session");
+    }
+    this.#sessions.set(nodeId, kept);
+    channel.closed.then(({ reason }) => this.#closed(session, reason));
+    if (kept === session) {
+      this.#redials.get(nodeId)?.abort();
+      this.#events("peer.connected", { ...session.info(), stats: undefined });
+    }
+    return kept;
+  }
+
+  /** Of two sessions with one peer, both sides keep the one whose initiator has the smaller node ID. */
+  #prefer(a: Session, b: Session): Session {
+    const self = this.#options.identity().nodeId;
+    const initiator = (s: Session) => (s.direction === "outbound" ? self : s.nodeId);
+    const ia = initiator(a), ib = initiator(b);
+    if (ia === ib) return a; // the same side dialed again: the newer session wins
+    return ia < ib ? a : b;
+  }
+
+  #closed(session: Session, reason: string): void {
+    const nodeId = session.nodeId;
+    if (this.#sessions.get(nodeId) !== session) return;
+    this.#sessions.delete(nodeId);
+    this.#events("peer.disconnected", { nodeId, did: session.did, reason });
+    if (!this.#closing.signal.aborted && this.#options.book.get(nodeId)?.autoConnect) {
+      this.#scheduleRedial(nodeId, this.#reconnect.baseDelayMs);
+    }
+  }
+
+  #scheduleRedial(nodeId: string, firstDelayMs: number): void {
+    if (this.#redials.has(nodeId)) return;
+    const abort = new AbortController();
+    this.#redials.set(nodeId, abort);
+    const signal = AbortSignal.any([abort.signal, this.#closing.signal]);
+    this.#track((async () => {
+      try {
+        for (let attempt = 0;; attempt++) {
+          const delay = attempt === 0
+            ? firstDelayMs
+            : Math.min(this.#reconnect.maxDelayMs, this.#reconnect.baseDelayMs * 2 ** (attempt - 1));
+          // Full jitter on half the delay: redials of many nodes spread out instead of arriving together.
+          await sleep(delay * (0.5 + this.#random() / 2), signal);
+          if (signal.aborted || this.#sessions.has(nodeId)) return;
+          const record = this.#options.book.get(nodeId);
+          if (!record?.autoConnect) return;
+          for (const address of record.addresses) {
+            try {
+              await this.connect(address, { expectedPeer: nodeId, signal });
+              return;
+            } catch {
+              if (signal.aborted) return;
+            }
+          }
+        }
+      } catch {
+        // aborted
+      } finally {
+        if (this.#redials.get(nodeId) === abort) this.#redials.delete(nodeId);
+      }
+    })());
+  }
+
+  async #dispatch(stream: Stream, session: Session): Promise<void> {
+    try {
+      const first = await stream.receive();
+      if (first === null) return;
+      const protocol = first.length <= MAX_PROTOCOL_LEN ? fromUtf8(first) : undefined;
+      const handler = protocol === undefined ? undefined : this.#handlers.get(protocol);
+      if (!handler) {
+        stream.reset();
+        return;
+      }
+      await handler(stream, session);
+    } catch (error) {
+      stream.reset();
+      // A stream that ends with its channel is not a failure of its own: the channel's end is logged once.
+      const code = error instanceof ChannelError ? error.code : undefined;
+      if (code !== "closed" && code !== "aborted" && code !== "connection_lost") {
+        this.#log(`stream from ${session.nodeId.slice(0, 12)} failed: ${(error as Error).message}`);
+      }
+    }
+  }
+
+  async #receiveMessages(stream: Stream, session: Session): Promise<void> {
+    for (;;) {
+      const message = await stream.receive();
+      if (message === null) return;
+      const data: Record<string, unknown> = { nodeId: session.nodeId, did: session.did, bytes: message.length };
+      const text = strictUtf8(message);
+      if (text !== undefined) data.text = text;
+      else data.base64 = base64.encode(message);
+      this.#events("peer.message", data);
+    }
+  }
+
+  #refused(address: string, error: unknown): void {
+    const reason = (error as Error)?.message ?? String(error);
+    this.#events("peer.refused", { address, reason });
+    this.#log(`connection with ${address} ended: ${reason}`);
+  }
+
+  /** Logs at most 20 lines a minute, so a flood of bad connections cannot flood the log. */
+  #log(line: string): void {
+    const now = Date.now();
+    if (now - this.#logBudget.since > 60_000) this.#logBudget = { left: 20, since: now };
+    if (this.#logBudget.left-- > 0) console.warn(`nzcore: ${line}`);
+  }
+}
+
+function hostOf(address: string): string {
+  const match = /^[a-z][a-z0-9+.-]*:\/\/(\[[^\]]+\]|[^:/]+)/i.exec(address);
+  return match?.[1] ?? address;
+}
+
+const strictDecoder = new TextDecoder("utf-8", { fatal: true });
+
+function strictUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return strictDecoder.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+async function withTimeout(promise: Promise<unknown>, ms: number, onTimeout: () => void): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<void>((resolve) => (timer = setTimeout(() => (onTimeout(), resolve()), ms)));
+  try {
+    await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** @internal For logs: a short form of a node ID. */
+export function shortId(nodeId: string | Uint8Array): string {
+  return (typeof nodeId === "string" ? nodeId : toHex(nodeId)).slice(0, 12);
+}
