@@ -455,18 +455,21 @@ export class Channel implements AsyncIterable<Stream> {
           if (--this.#activeSends === 0 && this.#sendsDrained) this.#sendsDrained();
         };
       },
-      borrow: (streamId, bytes) => {
-        const got = Math.min(bytes, this.#reassemblyLeft);
-        this.#reassemblyLeft -= got;
-        if (got < bytes) this.#starving.add(streamId);
-        else this.#starving.delete(streamId);
-        return got;
+      reserve: (streamId) => {
+        if (this.#reassemblyLeft < maxMessageSize) {
+          this.#starving.add(streamId);
+          return false;
+        }
+        this.#reassemblyLeft -= maxMessageSize;
+        this.#starving.delete(streamId);
+        return true;
       },
       repay: (bytes) => {
         this.#reassemblyLeft += bytes;
         if (this.#starving.size === 0 || this.#state === CLOSED) return;
+        // Waiting streams get reservations in the order they asked.
         for (const id of [...this.#starving]) {
-          if (this.#reassemblyLeft === 0) break;
+          if (this.#reassemblyLeft < maxMessageSize) break;
           const entry = this.#streams.get(id);
           if (entry) entry.handlers.retryBorrow();
           else this.#starving.delete(id);
@@ -544,7 +547,7 @@ export class Channel implements AsyncIterable<Stream> {
       await sealed;
       await this.#tail;
       if (this.#state === CLOSED) return;
-      this.#finish({ reason, remote: false }, true);
+      this.#finish({ reason, remote: false });
       await this.#io.close();
     } catch {
       // The connection broke first: #fail has already reported it.
@@ -589,7 +592,7 @@ export class Channel implements AsyncIterable<Stream> {
         final = null;
       }
     }
-    this.#finish({ reason: error.message, remote: error.remote, error }, false);
+    this.#finish({ reason: error.message, remote: error.remote, error });
     const io = this.#io;
     if (!flush && final === null) {
       io.abort(error);
@@ -608,7 +611,7 @@ export class Channel implements AsyncIterable<Stream> {
   }
 
   /** Moves to CLOSED: settles every waiter and stream, wipes the keys, reports the end. */
-  #finish(result: ChannelClosed, graceful: boolean): void {
+  #finish(result: ChannelClosed): void {
     if (this.#state === CLOSED) return;
     this.#state = CLOSED;
     this.#unschedule();
@@ -621,7 +624,7 @@ export class Channel implements AsyncIterable<Stream> {
     this.#dataHead = 0;
     this.#control = [];
     this.#queuedBytes = 0;
-    for (const entry of this.#streams.values()) entry.handlers.end(error, graceful);
+    for (const entry of this.#streams.values()) entry.handlers.end(error);
     this.#streams.clear();
     this.#send.wipe();
     this.#recv.wipe();
@@ -851,7 +854,7 @@ export class Channel implements AsyncIterable<Stream> {
   #onEnd(): void {
     if (this.#state === CLOSED) return;
     if (this.#remoteGoAway !== null) {
-      this.#finish({ reason: this.#remoteGoAway, remote: true }, true);
+      this.#finish({ reason: this.#remoteGoAway, remote: true });
       void this.#io.close().catch(() => {});
       return;
     }
@@ -915,8 +918,7 @@ export class Channel implements AsyncIterable<Stream> {
         const entry = this.#entryFor(streamId, "RESET");
         if (!entry) return;
         this.#forget(streamId);
-        this.#dropQueued(streamId);
-        entry.handlers.reset(decodeU32(payload));
+        this.#dropQueued(streamId, entry.handlers.reset(decodeU32(payload)));
         return;
       }
       case FrameType.PING:
@@ -944,7 +946,7 @@ export class Channel implements AsyncIterable<Stream> {
   }
 
   /** Drops DATA a reset stream still had queued (the peer reset it: nothing of it matters now). */
-  #dropQueued(streamId: number): void {
+  #dropQueued(streamId: number, error: ChannelError): void {
     let dropped = false;
     for (let i = this.#dataHead; i < this.#data.length; i++) {
       const r = this.#data[i];
@@ -955,10 +957,6 @@ export class Channel implements AsyncIterable<Stream> {
     }
     if (!dropped) return;
     const kept: OutRecord[] = [];
-    const error = new ChannelError("cancel", `Stream ${streamId} was reset by the peer`, {
-      remote: true,
-      streamId,
-    });
     for (let i = this.#dataHead; i < this.#data.length; i++) {
       const r = this.#data[i];
       if (r.streamId === streamId && r.type === FrameType.DATA) {
@@ -986,14 +984,15 @@ export class Channel implements AsyncIterable<Stream> {
   }
 
   #onOpen(streamId: number): void {
-    if (streamId !== this.#nextPeerId) {
+    // The peer's parity, above its previous OPEN; IDs it skipped count as ended (section "Stream IDs").
+    if (streamId % 2 !== this.#nextPeerId % 2 || streamId < this.#nextPeerId) {
       throw new ChannelError(
         "protocol_error",
-        `OPEN of stream ${streamId}, expected stream ${this.#nextPeerId}`,
+        `OPEN of stream ${streamId}, expected ${this.#nextPeerId % 2 ? "an odd" : "an even"} ID >= ${this.#nextPeerId}`,
         { streamId },
       );
     }
-    this.#nextPeerId += 2;
+    this.#nextPeerId = streamId + 2;
     if (this.#state !== OPEN || this.#streams.size >= this.#maxStreams) {
       this.#queue({ type: FrameType.RESET, flags: 0, streamId, payload: encodeU32(ErrorCode.REFUSED_STREAM) });
       return;

@@ -38,9 +38,13 @@ export interface StreamHost {
   sendBlocked(): ChannelError | null;
   /** Counts a send in progress (a graceful close waits for them); returns the function that ends it. */
   beginSend(): () => void;
-  /** Takes up to `bytes` of the channel's reassembly budget for `streamId`; returns how much it got. */
-  borrow(streamId: number, bytes: number): number;
-  /** Gives reassembly budget back. */
+  /**
+   * Reserves `maxMessageSize` bytes of the channel's reassembly budget for
+   * the message `streamId` is reassembling; false (and the stream is called
+   * back through `retryBorrow` later) when the budget has not that much left.
+   */
+  reserve(streamId: number): boolean;
+  /** Gives reassembly budget back (an unused reservation, or borrowed bytes the application read). */
   repay(bytes: number): void;
   /** Both directions are done: the channel forgets the stream. */
   finished(streamId: number): void;
@@ -52,10 +56,10 @@ export interface StreamHandlers {
   data(payload: Uint8Array, flags: number): void;
   /** The peer granted credit. Throws ChannelError `flow_control_error` beyond MAX_WINDOW. */
   windowUpdate(increment: number): void;
-  /** The peer reset the stream with a wire error code. */
-  reset(code: number): void;
-  /** The channel ended; `graceful` keeps complete messages readable. */
-  end(error: ChannelError, graceful: boolean): void;
+  /** The peer reset the stream with a wire error code; returns the error its operations now fail with. */
+  reset(code: number): ChannelError;
+  /** The channel ended: messages that had fully arrived stay readable, then operations fail with `error`. */
+  end(error: ChannelError): void;
   /** The channel's reassembly budget has room again. */
   retryBorrow(): void;
 }
@@ -96,6 +100,7 @@ export class Stream implements AsyncIterable<Uint8Array> {
   #recvCredit = INITIAL_WINDOW;
   #unacked = 0;
   #borrowed = 0;
+  #reserved = 0;
   #starved = 0;
   #messages: Uint8Array[] = [];
   #partial: Uint8Array[] = [];
@@ -123,7 +128,7 @@ export class Stream implements AsyncIterable<Uint8Array> {
       data: (payload, flags) => this.#onData(payload, flags),
       windowUpdate: (increment) => this.#onWindowUpdate(increment),
       reset: (code) => this.#onRemoteReset(code),
-      end: (error, graceful) => this.#onChannelEnd(error, graceful),
+      end: (error) => this.#onChannelEnd(error),
       retryBorrow: () => this.#retryBorrow(),
     });
   }
@@ -371,6 +376,7 @@ export class Stream implements AsyncIterable<Uint8Array> {
         this.#partial = [];
         this.#partialLength = 0;
       }
+      this.#releaseReservation();
       this.#deliver(message);
     } else if (n > 0) {
       const head = this.#messages.length === 0;
@@ -412,12 +418,35 @@ export class Stream implements AsyncIterable<Uint8Array> {
     this.#maybeUpdate();
   }
 
+  /**
+   * Credits `bytes` of the incomplete message at the head of the queue ahead
+   * of the application, from a reservation of a whole maximum message: a
+   * stream that holds one can always complete its message, so messages larger
+   * than the window never deadlock each other (section "Flow control").
+   */
   #borrow(bytes: number): void {
-    const got = this.#host.borrow(this.id, bytes + this.#starved);
-    this.#starved = bytes + this.#starved - got;
+    const want = bytes + this.#starved;
+    if (this.#reserved === 0) {
+      if (!this.#host.reserve(this.id)) {
+        this.#starved = want;
+        return;
+      }
+      this.#reserved = this.#host.maxMessageSize;
+    }
+    const got = Math.min(want, this.#reserved);
+    this.#reserved -= got;
+    this.#starved = want - got;
     this.#borrowed += got;
     this.#unacked += got;
     this.#maybeUpdate();
+  }
+
+  #releaseReservation(): void {
+    this.#starved = 0;
+    if (this.#reserved === 0) return;
+    const unused = this.#reserved;
+    this.#reserved = 0;
+    this.#host.repay(unused);
   }
 
   #retryBorrow(): void {
@@ -437,22 +466,21 @@ export class Stream implements AsyncIterable<Uint8Array> {
   // Ending
   // -------------------------------------------------------------------------
 
-  #onRemoteReset(code: number): void {
-    if (this.#error) return;
+  #onRemoteReset(code: number): ChannelError {
+    if (this.#error) return this.#error;
     const failure = failureOfCode(code);
-    this.#terminate(
-      new ChannelError(
-        failure === "closed" ? "cancel" : failure,
-        `Stream ${this.id} was reset by the peer (${failure})`,
-        { remote: true, streamId: this.id },
-      ),
-      false,
+    const error = new ChannelError(
+      failure === "closed" ? "cancel" : failure,
+      `Stream ${this.id} was reset by the peer (${failure})`,
+      { remote: true, streamId: this.id },
     );
+    this.#terminate(error, false);
+    return error;
   }
 
-  #onChannelEnd(error: ChannelError, graceful: boolean): void {
+  #onChannelEnd(error: ChannelError): void {
     if (this.#error) return;
-    this.#terminate(error, graceful);
+    this.#terminate(error, true);
   }
 
   /** Ends the stream with `error`; `keep` leaves complete messages readable. */
@@ -464,11 +492,11 @@ export class Stream implements AsyncIterable<Uint8Array> {
     }
     this.#partial = [];
     this.#partialLength = 0;
+    this.#releaseReservation();
     if (!keep && this.#borrowed > 0) {
       this.#host.repay(this.#borrowed);
       this.#borrowed = 0;
     }
-    this.#starved = 0;
     const credit = this.#creditWaiter;
     this.#creditWaiter = null;
     credit?.reject(error);
