@@ -76,13 +76,15 @@ export interface ChannelPairOptions {
   frames?: FramePairOptions;
   /** Wraps B's FrameIO (to tamper with what B reads). */
   wrapB?: (io: TestFrameIO) => FrameIO;
+  /** The session keys (default: {@linkcode sessionKeysPair}). */
+  keys?: [SessionKeys, SessionKeys];
 }
 
 /** Two channels connected in memory, with a shared {@linkcode FakeClock}. */
 export function channelPair(options: ChannelPairOptions = {}): { a: Side; b: Side; clock: FakeClock } {
   const clock = new FakeClock();
   const [ioA, ioB] = framePair({ capacity: 64, ...options.frames });
-  const [keysA, keysB] = sessionKeysPair();
+  const [keysA, keysB] = options.keys ?? sessionKeysPair();
   const side = (
     io: TestFrameIO,
     keys: SessionKeys,
