@@ -8,10 +8,19 @@
 import { deepStrictEqual as eql, ok, rejects } from "node:assert/strict";
 import { utf8 } from "../../../kernel/bytes.ts";
 import { ChannelCipher } from "../../../kernel/channel/cipher.ts";
-import { openChannel } from "../../../kernel/channel/channel.ts";
+import { type ChannelOptions, openChannel } from "../../../kernel/channel/channel.ts";
 import { ErrorCode, FrameType, INITIAL_WINDOW, KIB, MIB } from "../../../kernel/channel/constants.ts";
 import { ChannelError } from "../../../kernel/channel/errors.ts";
-import { decodeFrame, decodeGoAway } from "../../../kernel/channel/frame.ts";
+import {
+  type ChannelRecord,
+  codeOfFailure,
+  decodeFrame,
+  decodeGoAway,
+  decodeU32,
+  encodeFrame,
+  encodeGoAway,
+  encodeU32,
+} from "../../../kernel/channel/frame.ts";
 import type { Stream } from "../../../kernel/channel/stream.ts";
 import { channelPair, FakeClock, pattern, sessionKeysPair, settle } from "./_channel_pair.ts";
 import { scriptedFrameIO } from "./_frame_pair.ts";
@@ -489,4 +498,121 @@ Deno.test("openChannel() refuses options out of range, naming them", () => {
       ok(e instanceof RangeError && e.message.includes(name), String(e));
     }
   }
+});
+
+/** A peer played from sealed frames: the initiator's frames under `k1`, read by a responder channel. */
+function scriptedPeer(frames: ChannelRecord[][], options: ChannelOptions = {}) {
+  const k1 = crypto.getRandomValues(new Uint8Array(32)), k2 = crypto.getRandomValues(new Uint8Array(32));
+  const sealer = new ChannelCipher(k1.slice());
+  const io = scriptedFrameIO(
+    frames.map((records) => {
+      const plaintext = encodeFrame(records);
+      return sealer.seal([plaintext], plaintext.length);
+    }),
+    { afterLast: "stall" },
+  );
+  const logs: string[] = [];
+  const channel = openChannel(io, { initiator: false, sendKey: k2.slice(), recvKey: k1, handshakeHash: k2 }, {
+    clock: new FakeClock(),
+    log: (m) => logs.push(m),
+    onStream: () => {}, // never read: complete messages stay queued
+    ...options,
+  });
+  /** The records the channel under test sent back. */
+  const replies = () => {
+    const opener = new ChannelCipher(k2.slice());
+    return io.written.flatMap((f) => decodeFrame(opener.open(f)));
+  };
+  return { channel, io, logs, replies };
+}
+
+const R = (type: number, streamId: number, payload: Uint8Array = new Uint8Array(0), flags = 0): ChannelRecord => ({
+  type: type as ChannelRecord["type"],
+  flags,
+  streamId,
+  payload,
+});
+
+Deno.test("each protocol violation by the peer ends the channel with its code, logged, and a GOAWAY saying so", async () => {
+  const EOM = 1, FIN = 2;
+  const chunk = new Uint8Array(60_000);
+  const cases: [string, ChannelRecord[][], ChannelError["code"], RegExp][] = [
+    [
+      "DATA beyond the credit granted",
+      [[R(FrameType.OPEN, 1)], ...Array.from({ length: 5 }, () => [R(FrameType.DATA, 1, chunk, EOM)])],
+      "flow_control_error",
+      /carries 60000 bytes, its credit is 22144/,
+    ],
+    [
+      "credit above 2^31 - 1",
+      [[R(FrameType.OPEN, 1), R(FrameType.WINDOW_UPDATE, 1, encodeU32(2 ** 31 - 1))]],
+      "flow_control_error",
+      /raises its credit/,
+    ],
+    ["OPEN with the wrong parity", [[R(FrameType.OPEN, 2)]], "protocol_error", /OPEN of stream 2, expected an odd ID/],
+    [
+      "OPEN of an ID already used",
+      [[R(FrameType.OPEN, 3)], [R(FrameType.OPEN, 1)]],
+      "protocol_error",
+      /OPEN of stream 1/,
+    ],
+    [
+      "DATA after FIN",
+      [[R(FrameType.OPEN, 1), R(FrameType.DATA, 1, new Uint8Array(0), FIN), R(FrameType.DATA, 1, utf8("x"), EOM)]],
+      "protocol_error",
+      /DATA on stream 1 after its FIN/,
+    ],
+    [
+      "FIN inside a message",
+      [[R(FrameType.OPEN, 1), R(FrameType.DATA, 1, utf8("half")), R(FrameType.DATA, 1, new Uint8Array(0), FIN)]],
+      "protocol_error",
+      /FIN on stream 1 cuts a message short/,
+    ],
+    ["DATA on a stream never opened", [[R(FrameType.DATA, 5, utf8("x"))]], "protocol_error", /never opened/],
+    ["RESET of our own stream never opened", [[R(FrameType.RESET, 2, encodeU32(6))]], "protocol_error", /never opened/],
+    [
+      "a frame after GOAWAY",
+      [[R(FrameType.GOAWAY, 0, encodeGoAway(0, "bye"))], [R(FrameType.PING, 0, new Uint8Array(8))]],
+      "protocol_error",
+      /after the peer's GOAWAY/,
+    ],
+    [
+      "GOAWAY with an error code",
+      [[R(FrameType.GOAWAY, 0, encodeGoAway(ErrorCode.INTERNAL_ERROR, "disk on fire"))]],
+      "internal_error",
+      /the peer ended the channel: disk on fire/,
+    ],
+  ];
+  for (const [name, frames, code, message] of cases) {
+    const { channel, logs, replies } = scriptedPeer(frames, { initialWindow: INITIAL_WINDOW });
+    const closed = await channel.closed;
+    eql(closed.error?.code, code, `${name}: ${closed.reason}`);
+    ok(message.test(closed.reason), `${name}: ${closed.reason}`);
+    ok(closed.reason.startsWith("Channel (unnamed peer)"), closed.reason);
+    eql(logs.length, 1, name);
+    await settle();
+    const last = replies().at(-1);
+    if (closed.error?.remote) {
+      ok(last?.type !== FrameType.GOAWAY, `${name}: no GOAWAY answers the peer's`);
+    } else {
+      eql(last?.type, FrameType.GOAWAY, name);
+      eql(decodeGoAway(last!.payload).code, codeOfFailure(code), name);
+    }
+  }
+});
+
+Deno.test("records for a stream that ended are ignored, and a refused stream's ID counts as ended", async () => {
+  const EOM = 1;
+  const { channel, replies } = scriptedPeer([
+    [R(FrameType.OPEN, 1), R(FrameType.OPEN, 3)], // maxStreams 1: stream 3 is refused
+    [R(FrameType.DATA, 3, utf8("late"), EOM), R(FrameType.WINDOW_UPDATE, 3, encodeU32(10))],
+    [R(FrameType.RESET, 1, encodeU32(ErrorCode.CANCEL))],
+    [R(FrameType.DATA, 1, utf8("after reset"), EOM), R(FrameType.PING, 0, new Uint8Array(8).fill(7))],
+  ], { maxStreams: 1 });
+  await settle();
+  ok(await pending(channel.closed), "still open");
+  const sent = replies();
+  ok(sent.some((r) => r.type === FrameType.RESET && r.streamId === 3 && decodeU32(r.payload) === 5), "REFUSED_STREAM");
+  ok(sent.some((r) => r.type === FrameType.PONG && r.payload[0] === 7), "the PING after them is answered");
+  channel.abort("done");
 });
