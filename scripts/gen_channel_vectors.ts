@@ -66,7 +66,7 @@ const frames: { name: string; records: ChannelRecord[] }[] = [
 
 const initiatorSendKey = range(0x00, 32);
 const initiatorRecvKey = range(0x20, 32);
-let key = initiatorSendKey.slice();
+let key: Uint8Array = initiatorSendKey.slice();
 const out = frames.map(({ name, records }, counter) => {
   const plaintext = encodeFrame(records);
   const n = nonce(counter);
