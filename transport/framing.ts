@@ -32,6 +32,18 @@ const MAX_ENCODABLE = 0xffff_ffff;
 const COALESCE_LIMIT = 128 * 1024;
 
 /**
+ * {@linkcode FrameStream.writeFrames} copies a batch of frames into a buffer
+ * of this size (or a one-off buffer for a larger batch) and writes it as one
+ * chunk; the size holds the channel's batches (256 KiB) with their prefixes.
+ * Buffers are reused once the transport took their bytes: a fresh 256 KiB
+ * allocation (zeroed, page-faulted) costs more than copying the bytes in.
+ */
+const BATCH_BUFFER_SIZE = 320 * 1024;
+/** Batch buffers kept for reuse, shared by every connection of the process (an idle connection holds none). */
+const BATCH_POOL_MAX = 8;
+const batchPool: Uint8Array[] = [];
+
+/**
  * Whole frames in and out. Structurally the same as `FrameIO` of
  * `kernel/channel/types.ts`, which this layer may not import.
  */
@@ -46,6 +58,14 @@ export interface FrameStream {
   read(): Promise<Uint8Array | null>;
   /** Sends one frame; resolves once the transport took it (backpressure). */
   write(frame: Uint8Array): Promise<void>;
+  /**
+   * Sends several frames in one transport write: each frame is the
+   * concatenation of its parts (so a caller need not join them first). The
+   * parts are copied before this returns a promise; it resolves once the
+   * transport took the bytes. Rejects with {@linkcode FrameTooLargeError},
+   * writing nothing, when a frame is above `maxFrameSize`.
+   */
+  writeFrames(frames: readonly (readonly Uint8Array[])[]): Promise<void>;
   /** Flushes what was written, then closes the connection. */
   close(): Promise<void>;
   /** Closes at once; pending reads and writes reject with `reason`. */
@@ -185,6 +205,43 @@ class FramedDuplex implements FrameStream {
     writeLength(header, length);
     // Both chunks are queued before either is awaited, so nothing can come between them.
     await Promise.all([this.#writer.write(header), this.#writer.write(frame)]);
+  }
+
+  async writeFrames(frames: readonly (readonly Uint8Array[])[]): Promise<void> {
+    let total = 0;
+    for (const parts of frames) {
+      let length = 0;
+      for (const part of parts) {
+        if (!(part instanceof Uint8Array)) {
+          throw new TypeError(`Cannot write frame: expected Uint8Array parts, got ${typeof part}`);
+        }
+        length += part.length;
+      }
+      if (length > this.maxFrameSize) {
+        throw new FrameTooLargeError(
+          `Cannot write frame: its length ${length} is above maxFrameSize ${this.maxFrameSize}`,
+          length,
+          this.maxFrameSize,
+        );
+      }
+      total += FRAME_HEADER_SIZE + length;
+    }
+    if (total === 0) return;
+    const pooled = total <= BATCH_BUFFER_SIZE;
+    const buffer = pooled ? batchPool.pop() ?? new Uint8Array(BATCH_BUFFER_SIZE) : new Uint8Array(total);
+    let offset = 0;
+    for (const parts of frames) {
+      const start = offset;
+      offset += FRAME_HEADER_SIZE;
+      for (const part of parts) {
+        buffer.set(part, offset);
+        offset += part.length;
+      }
+      writeLength(buffer.subarray(start), offset - start - FRAME_HEADER_SIZE);
+    }
+    await this.#writer.write(buffer.subarray(0, total));
+    // Only after a write that succeeded: a failed one may still be in the transport's hands.
+    if (pooled && batchPool.length < BATCH_POOL_MAX) batchPool.push(buffer);
   }
 
   async close(): Promise<void> {

@@ -43,6 +43,7 @@ import {
   SEND_QUEUE_HIGH_WATER,
   TAG_LEN,
   TICK_MS,
+  WRITE_BATCH_BYTES,
 } from "./constants.ts";
 import { ChannelError } from "./errors.ts";
 import {
@@ -176,6 +177,28 @@ const MIN_SPLIT = 1024;
 const MAX_QUEUED_PONGS = 4;
 /** Plaintext of small parts (headers, short payloads) of the frame being sealed; shared, used synchronously. */
 const scratch = new Uint8Array(MAX_PLAINTEXT_LEN);
+
+/**
+ * Writes sealed frames, each given in pieces: in one call when the FrameIO
+ * takes batches (`transport/framing.ts` does), else one joined frame at a time.
+ */
+async function writeFrames(io: FrameIO, frames: Uint8Array[][]): Promise<void> {
+  if (io.writeFrames) return io.writeFrames(frames);
+  for (const pieces of frames) {
+    let frame = pieces[0];
+    if (pieces.length > 1) {
+      let length = 0;
+      for (const piece of pieces) length += piece.length;
+      frame = new Uint8Array(length);
+      let offset = 0;
+      for (const piece of pieces) {
+        frame.set(piece, offset);
+        offset += piece.length;
+      }
+    }
+    await io.write(frame);
+  }
+}
 
 /**
  * Opens a channel over a connection whose handshake just finished. Frames
@@ -663,10 +686,19 @@ export class Channel implements AsyncIterable<Stream> {
   async #pump(): Promise<void> {
     try {
       while (this.#state !== CLOSED && this.#hasWork()) {
-        const frame = this.#sealNext();
+        // Seal what is queued, up to a batch, and hand it to the transport in one write.
+        const frames: Uint8Array[][] = [];
+        let bytes = 0;
+        do {
+          const frame = this.#sealNext();
+          frames.push(frame);
+          bytes += this.#lastSealedLength;
+        } while (
+          !this.#exhausted && bytes + MAX_FRAME_LEN <= WRITE_BATCH_BYTES && this.#state !== CLOSED && this.#hasWork()
+        );
         const previous = this.#tail;
         const io = this.#io;
-        const write = previous.then(() => io.write(frame));
+        const write = previous.then(() => writeFrames(io, frames));
         this.#tail = write;
         write.catch((cause) => {
           const text = cause instanceof Error ? cause.message : String(cause);
@@ -687,7 +719,7 @@ export class Channel implements AsyncIterable<Stream> {
           );
           return;
         }
-        // One frame being written while the next is sealed.
+        // One batch being written while the next is sealed.
         await previous;
       }
     } catch {
@@ -700,9 +732,11 @@ export class Channel implements AsyncIterable<Stream> {
 
   #exhausted = false;
   #goAwayQueued = false;
+  /** The length of the frame {@linkcode #sealNext} returned last. */
+  #lastSealedLength = 0;
 
-  /** Packs queued records into one frame, seals it, and settles what it carried. */
-  #sealNext(): Uint8Array {
+  /** Packs queued records into one frame, seals it, and settles what it carried; returns the frame in pieces. */
+  #sealNext(): Uint8Array[] {
     const send = this.#send;
     if (send.counter >= this.#counterLimit - 1) {
       // The last counter this side may use carries the GOAWAY that says so (section "Counters").
@@ -788,12 +822,14 @@ export class Channel implements AsyncIterable<Stream> {
     return this.#sealed(parts, length, done, rekey);
   }
 
-  #sealed(parts: Uint8Array[], length: number, done: Settle[], rekey: boolean): Uint8Array {
-    const frame = this.#send.seal(parts, length);
+  #sealed(parts: Uint8Array[], length: number, done: Settle[], rekey: boolean): Uint8Array[] {
+    const frame = this.#send.sealParts(parts, length);
+    const sealedLength = length + TAG_LEN;
+    this.#lastSealedLength = sealedLength;
     this.#stats.framesSent++;
-    this.#stats.bytesSent += frame.length;
+    this.#stats.bytesSent += sealedLength;
     this.#framesSinceKey++;
-    this.#bytesSinceKey += frame.length;
+    this.#bytesSinceKey += sealedLength;
     if (rekey) {
       this.#send.rekey();
       this.#rekeyWanted = false;

@@ -113,20 +113,38 @@ export class ChannelCipher {
    * @returns The sealed frame, `length + 16` bytes.
    */
   seal(parts: readonly Uint8Array[], length: number): Uint8Array {
+    const pieces = this.sealParts(parts, length);
+    if (!this.#native) return pieces[0];
+    const out = new Uint8Array(length + TAG_LEN);
+    let offset = 0;
+    for (const piece of pieces) {
+      out.set(piece, offset);
+      offset += piece.length;
+    }
+    return out;
+  }
+
+  /**
+   * As {@linkcode seal}, without joining the result: the sealed frame is the
+   * concatenation of the returned pieces (the ciphertext of each nonempty
+   * part, then the tag), which a writer copies straight into its own buffer.
+   *
+   * @param parts The plaintext, in pieces (record headers, payloads).
+   * @param length The sum of the parts' lengths.
+   * @returns The pieces of the sealed frame, `length + 16` bytes in all.
+   */
+  sealParts(parts: readonly Uint8Array[], length: number): Uint8Array[] {
     const nonce = this.#nextNonce();
-    let out: Uint8Array;
+    let out: Uint8Array[];
     if (this.#native) {
-      out = new Uint8Array(length + TAG_LEN);
+      out = [];
       const cipher = createCipheriv("chacha20-poly1305", this.#key, nonce, { authTagLength: TAG_LEN });
       cipher.setAAD(EMPTY, { plaintextLength: length });
-      let offset = 0;
       for (const part of parts) {
-        if (part.length === 0) continue;
-        out.set(cipher.update(part), offset);
-        offset += part.length;
+        if (part.length > 0) out.push(cipher.update(part));
       }
       cipher.final();
-      out.set(cipher.getAuthTag(), length);
+      out.push(cipher.getAuthTag());
     } else {
       const plaintext = parts.length === 1 ? parts[0] : new Uint8Array(length);
       if (parts.length !== 1) {
@@ -136,7 +154,7 @@ export class ChannelCipher {
           offset += part.length;
         }
       }
-      out = this.#provider.chachaSeal(this.#key, nonce, plaintext, EMPTY);
+      out = [this.#provider.chachaSeal(this.#key, nonce, plaintext, EMPTY)];
     }
     this.#counter++;
     return out;

@@ -172,6 +172,12 @@ export const TICK_MS: number = 1 * SECOND;
 export const SEND_QUEUE_HIGH_WATER: number = 512 * KIB;
 /** `send()` hands the writer a message in pieces of at most this many bytes. */
 export const SEND_PIECE: number = 256 * KIB;
+/**
+ * Sealed bytes the writer hands the transport in one write at most: what is
+ * queued is sealed up to this and written at once (fewer syscalls, one copy
+ * into the transport's buffer).
+ */
+export const WRITE_BATCH_BYTES: number = 256 * KIB;
 /** DATA records below this are copied into the frame; larger ones are sealed from the caller's bytes. */
 export const COPY_THRESHOLD: number = 2 * KIB;
 /** After a fatal error, the final GOAWAY gets this long to leave before the connection is aborted. */

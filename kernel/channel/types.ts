@@ -15,6 +15,12 @@ export interface FrameIO {
   read(): Promise<Uint8Array | null>;
   /** Sends one frame; resolves once the transport took it (backpressure). */
   write(frame: Uint8Array): Promise<void>;
+  /**
+   * Optional: sends several frames at once, each the concatenation of its
+   * parts; the parts may be reused once it resolves. The channel uses it when
+   * present, else writes joined frames one by one.
+   */
+  writeFrames?(frames: readonly (readonly Uint8Array[])[]): Promise<void>;
   /** Flushes and closes. */
   close(): Promise<void>;
   /** Closes at once. */

@@ -251,6 +251,61 @@ Deno.test("write() rejects a frame above maxFrameSize and writes nothing", async
   equal(sink.written.length, 1);
 });
 
+Deno.test("writeFrames() joins each frame's parts behind its length, all frames in one chunk", async () => {
+  const sink = fakeDuplex();
+  const io = createFrameIO(sink.duplex);
+  await io.writeFrames([[new Uint8Array([1, 2]), new Uint8Array([3])], [], [new Uint8Array(0), new Uint8Array([4])]]);
+  eql(sink.written, [new Uint8Array([0, 0, 0, 3, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 1, 4])]);
+  await io.writeFrames([]);
+  equal(sink.written.length, 1, "no frames, no write");
+});
+
+Deno.test("writeFrames() output read back through any chunk split gives the same frames", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 4 }), { maxLength: 12 }),
+      async (frames) => {
+        const sink = fakeDuplex();
+        const io = createFrameIO(sink.duplex);
+        // Two batches: the second may reuse the first one's buffer.
+        await io.writeFrames(frames.slice(0, 5));
+        await io.writeFrames(frames.slice(5));
+        eql(await readFrames(sink.written), frames.map(concat));
+      },
+    ),
+    { numRuns: 100 },
+  );
+});
+
+Deno.test("writeFrames() rejects when any frame is above maxFrameSize, and writes nothing", async () => {
+  const sink = fakeDuplex();
+  const io = createFrameIO(sink.duplex, { maxFrameSize: 10 });
+  await rejects(
+    io.writeFrames([[new Uint8Array(3)], [new Uint8Array(6), new Uint8Array(5)]]),
+    (error) => error instanceof FrameTooLargeError && error.size === 11,
+  );
+  await rejects(io.writeFrames([["text" as unknown as Uint8Array]]), TypeError);
+  eql(sink.written, []);
+});
+
+Deno.test("writeFrames() batches larger than its pooled buffer cross a TCP connection intact", async () => {
+  const tcp = new TcpTransport();
+  const accepted = Promise.withResolvers<Duplex>();
+  await using listener = await tcp.listen("tcp://127.0.0.1:0", { onConnection: accepted.resolve });
+  const client = createFrameIO(await tcp.dial(listener.addr));
+  const server = createFrameIO(await accepted.promise);
+  const frame = (i: number, size: number) => Uint8Array.from({ length: size }, (_, j) => (i * 31 + j) & 0xff);
+  const batches = [[frame(0, 1000)], [frame(1, 300_000), frame(2, 300_000)], [frame(3, 65_535), frame(4, 7)]];
+  const sending = (async () => {
+    for (const batch of batches) await client.writeFrames(batch.map((f) => [f.subarray(0, 5), f.subarray(5)]));
+    await client.close();
+  })();
+  for (const frame of batches.flat()) eql(await server.read(), frame);
+  equal(await server.read(), null);
+  await sending;
+  await server.close();
+});
+
 Deno.test("abort() rejects a pending read with its reason", async () => {
   const sink = fakeDuplex();
   const io = createFrameIO(sink.duplex);

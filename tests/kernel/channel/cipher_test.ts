@@ -54,6 +54,8 @@ Deno.test("native and noble ciphers seal the same bytes from any split of the pl
       const noble = new ChannelCipher(key(), { provider: nobleProvider, counter });
       const sealed = native.seal(parts, length);
       eql(sealed, noble.seal([concat(...parts)], length));
+      const pieces = new ChannelCipher(key(), { provider: nativeProvider, counter }).sealParts(parts, length);
+      eql(concat(...pieces), sealed, "sealParts() pieces join into the sealed frame");
       eql(new ChannelCipher(key(), { provider: nobleProvider, counter }).open(sealed), concat(...parts));
     }),
     { numRuns: 200 },
