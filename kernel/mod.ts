@@ -33,6 +33,45 @@ export { type IdentityListing, IdentityStore } from "./identity/identities.ts";
 export { type CreatedToken, type TokenInfo, type TokenRefusal, TokenStore } from "./node/tokens.ts";
 export { EventBus, type NodeEvent, type SubscribeOptions } from "./node/event_bus.ts";
 export { Node, type NodeOptions, type StorageState, VERSION } from "./node/node.ts";
+export type { FrameIO, PeerIdentity, SessionKeys } from "./channel/types.ts";
+export {
+  ChannelError,
+  type ChannelFailure,
+  HandshakeError,
+  type HandshakeFailure,
+  PeerMismatchError,
+  VersionMismatchError,
+} from "./channel/errors.ts";
+export {
+  type HandshakeIdentity,
+  type HandshakeOptions,
+  type HandshakeResult,
+  performHandshake,
+  type StaticKey,
+} from "./channel/handshake.ts";
+export {
+  Channel,
+  type ChannelClock,
+  type ChannelClosed,
+  type ChannelOptions,
+  type ChannelStats,
+  openChannel,
+} from "./channel/channel.ts";
+export { Stream, type StreamOperationOptions } from "./channel/stream.ts";
+export type { KeyPair } from "./channel/noise.ts";
+export { AddressBook, type PeerRecord, resolvePeerName } from "./peers/address_book.ts";
+export {
+  type HandshakeLimits,
+  MESSAGE_PROTOCOL,
+  PEER_POLICIES,
+  PeerManager,
+  type PeerManagerOptions,
+  type PeerPolicy,
+  type ReconnectOptions,
+  Session,
+  type SessionInfo,
+  type StreamHandler,
+} from "./peers/manager.ts";
 export { type HostPort, parseHostPort, resolveDataDir } from "./node/config.ts";
 export { type ApiHandler, type AppOptions, createApp } from "./api/app.ts";
 export type { ApiContext, ApiEnv } from "./api/context.ts";

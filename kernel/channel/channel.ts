@@ -322,6 +322,7 @@ export class Channel implements AsyncIterable<Stream> {
   #lastPing = -Infinity;
   #pingSeq = 0;
   #pingPayload: Uint8Array | null = null;
+  #pings = new Map<number, { sent: number; resolve: (rtt: number) => void; reject: (error: ChannelError) => void }>();
   #closeDeadline = Infinity;
   #reassemblyLeft: number;
   #starving = new Set<number>();
@@ -536,6 +537,25 @@ export class Channel implements AsyncIterable<Stream> {
   // -------------------------------------------------------------------------
 
   /**
+   * Sends a PING and resolves when its PONG arrives: proof that the peer
+   * holds the keys and reads this channel.
+   *
+   * @returns the round-trip time in milliseconds.
+   * @throws {ChannelError} when the channel ends first.
+   */
+  ping(): Promise<number> {
+    if (this.#state === CLOSED) return Promise.reject(this.#closedError());
+    const payload = new Uint8Array(PING_PAYLOAD_LEN);
+    const seq = ++this.#pingSeq;
+    new DataView(payload.buffer).setUint32(4, seq);
+    return new Promise((resolve, reject) => {
+      this.#pings.set(seq, { sent: performance.now(), resolve, reject });
+      this.#control.push({ type: FrameType.PING, flags: 0, streamId: 0, payload });
+      this.#kick();
+    });
+  }
+
+  /**
    * Closes gracefully: no new streams or sends; the sends already started
    * finish (within `closeTimeoutMs`), then a GOAWAY follows everything they
    * sent and the connection is closed. The peer reads every message sent
@@ -642,6 +662,8 @@ export class Channel implements AsyncIterable<Stream> {
       new ChannelError("closed", `Channel ${this.#label()} was closed: ${result.reason}`, { remote: result.remote });
     for (const waiter of this.#acceptWaiters.splice(0)) waiter(null);
     for (const waiter of this.#spaceWaiters.splice(0)) waiter.reject(error);
+    for (const ping of this.#pings.values()) ping.reject(error);
+    this.#pings.clear();
     for (let i = this.#dataHead; i < this.#data.length; i++) this.#data[i].done?.reject(error);
     this.#data = [];
     this.#dataHead = 0;
@@ -963,9 +985,18 @@ export class Channel implements AsyncIterable<Stream> {
         this.#control.push({ type: FrameType.PONG, flags: 0, streamId: 0, payload: payload.slice() });
         this.#kick();
         return;
-      case FrameType.PONG:
+      case FrameType.PONG: {
         if (this.#pingPayload && payload.every((b, i) => b === this.#pingPayload![i])) this.#pingPayload = null;
+        const seq = payload.length === PING_PAYLOAD_LEN
+          ? new DataView(payload.buffer, payload.byteOffset).getUint32(4)
+          : 0;
+        const ping = this.#pings.get(seq);
+        if (ping) {
+          this.#pings.delete(seq);
+          ping.resolve(performance.now() - ping.sent);
+        }
         return;
+      }
       case FrameType.REKEY:
         this.#recv.rekey();
         this.#stats.rekeys++;

@@ -251,6 +251,7 @@ export class Node {
     throw new SyntaxError(`Invalid peer "${peer}": expected a node ID (64 hex digits) or a did:key`);
   }
 
+  /** Closes the sessions, records the stop in the log, closes the store and releases the directory lock. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

@@ -312,9 +312,20 @@ export class PeerManager {
         throw new ConflictError(`${address} is this node itself`);
       }
       const session = this.#register(io, result, "outbound", address);
+      // In Noise XX the dialer is done before the responder has judged it: one round trip on the channel proves
+      // that the peer accepted the session (a refusal arrives as its GOAWAY reason instead).
+      let kept = session;
+      try {
+        await raceSignal(session.channel.ping(), signal);
+      } catch (error) {
+        // A session that lost a simultaneous dial to the peer's own was closed for the winner: use that one.
+        const winner = session.replaced ? this.#sessions.get(result.peer.nodeId) : undefined;
+        if (!winner) throw error;
+        kept = winner;
+      }
       await this.#options.book.seen(result.peer, { dialed: address });
       if (options.autoConnect) await this.#options.book.setAutoConnect(result.peer.nodeId, true);
-      return session;
+      return kept;
     } catch (error) {
       io.abort(error);
       this.#refused(address, error);
@@ -403,16 +414,20 @@ export class PeerManager {
         identity: this.#options.identity(),
         timeoutMs: this.#limits.timeoutMs,
         signal: this.#closing.signal,
+      }).catch((error) => {
+        io.abort(error);
+        throw error;
       });
-      const nodeId = result.peer.nodeId;
-      if (nodeId === this.#options.identity().nodeId) throw new ConflictError("the peer is this node itself");
-      if (this.#policy === "known" && !this.#options.book.get(nodeId)) {
-        throw new ConflictError(`peer ${nodeId} is not known, and the policy accepts known peers only`);
+      const refusal = this.#refusal(result.peer.nodeId);
+      if (refusal) {
+        // The dialer finished its handshake already: tell it why over the channel (a GOAWAY), then hang up.
+        const channel = openChannel(io, result.keys, { keepAliveMs: 0, idleTimeoutMs: 0, log: () => {} });
+        await withTimeout(channel.close(refusal), 2_000, () => channel.abort(refusal));
+        throw new ConflictError(refusal);
       }
       this.#register(io, result, "inbound", conn.remoteAddr);
       await this.#options.book.seen(result.peer, { address: conn.remoteAddr });
     } catch (error) {
-      io.abort(error);
       this.#refused(conn.remoteAddr, error);
     } finally {
       this.#pendingTotal--;
@@ -420,6 +435,15 @@ export class PeerManager {
       if (left === 0) this.#pendingByHost.delete(host);
       else this.#pendingByHost.set(host, left);
     }
+  }
+
+  /** Why the policy refuses an inbound session with `nodeId`, if it does. */
+  #refusal(nodeId: string): string | undefined {
+    if (nodeId === this.#options.identity().nodeId) return "the peer is this node itself";
+    if (this.#policy === "known" && !this.#options.book.get(nodeId)) {
+      return `peer ${nodeId} is not known, and the policy accepts known peers only`;
+    }
+    return undefined;
   }
 
   #register(
@@ -455,7 +479,8 @@ export class PeerManager {
     this.#sessions.set(nodeId, kept);
     channel.closed.then(({ reason }) => this.#closed(session, reason));
     if (kept === session) {
-      this.#redials.get(nodeId)?.abort();
+      // A redial under way finds the session at its next attempt and stops (aborting it here would abort the
+      // very dial that may have made this session).
       this.#events("peer.connected", { ...session.info(), stats: undefined });
     }
     return kept;
@@ -573,6 +598,18 @@ function strictUtf8(bytes: Uint8Array): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+function raceSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => (signal.removeEventListener("abort", onAbort), resolve(value)),
+      (error) => (signal.removeEventListener("abort", onAbort), reject(error)),
+    );
+  });
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -617,3 +617,13 @@ Deno.test("records for a stream that ended are ignored, and a refused stream's I
   ok(sent.some((r) => r.type === FrameType.PONG && r.payload[0] === 7), "the PING after them is answered");
   channel.abort("done");
 });
+
+Deno.test("ping() resolves with the round-trip time once the peer answers, and rejects when the channel ends", async () => {
+  const { a, b } = channelPair();
+  const [rtt1, rtt2] = await Promise.all([a.channel.ping(), b.channel.ping()]);
+  ok(rtt1 >= 0 && rtt2 >= 0);
+  a.io.abort(new Error("cut"));
+  await rejects(a.channel.ping(), ChannelError);
+  await b.channel.closed;
+  await rejects(b.channel.ping(), ChannelError);
+});
