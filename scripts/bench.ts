@@ -11,7 +11,7 @@
 
 import { PROJECT_ROOT } from "./_bench_lib.ts";
 
-const BENCHES = ["crypto", "kv", "start", "http"] as const;
+const BENCHES = ["crypto", "kv", "start", "http", "channels"] as const;
 type Bench = typeof BENCHES[number];
 
 function parseOnly(args: string[]): Bench[] {
