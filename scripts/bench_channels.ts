@@ -292,7 +292,11 @@ if (import.meta.main) {
       idleConnKiB: { want: "<= 64", met: ours.idleConnKiB <= 64 },
     };
     const fmt = (x: number | undefined, digits = 1) => (x === undefined ? "-" : round(x, digits).toString());
-    console.log(`\nDeno ${Deno.version.deno}; ${theirs ? `js-libp2p on Node.js ${theirs.node}` : libp2p.skipped}\n`);
+    console.log(
+      `\nDeno ${Deno.version.deno}; ${
+        "skipped" in libp2p ? `js-libp2p skipped: ${libp2p.skipped}` : `js-libp2p on Node.js ${libp2p.node}`
+      }\n`,
+    );
     console.log(table(["", "throughput MB/s", "setup p50 ms", "setup p90 ms", "idle KiB/conn"], [
       [
         "nzcore",
