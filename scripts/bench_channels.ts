@@ -20,7 +20,7 @@
  * The output ends with one JSON line of every figure.
  *
  * `deno run -A scripts/bench_channels.ts [--quick]` (about 1 minute; `--quick`
- * runs 64 MiB, 50 setups and 200 idle sessions, without js-libp2p).
+ * runs 64 MiB, 50 setups and 200 idle sessions, without js-libp2p; `--ours` measures nzcore alone).
  *
  * @module
  */
@@ -40,6 +40,8 @@ import { type Libp2pFigures, runLibp2pBench } from "./bench_channels_libp2p.ts";
 import { type RawTcpFigures, runRawTcpBench } from "./bench_channels_raw.ts";
 
 const QUICK = Deno.args.includes("--quick");
+/** Only nzcore's side, full size: for working on it. */
+const OURS_ONLY = Deno.args.includes("--ours");
 const MIB = 1024 * 1024;
 const TOTAL_MIB = QUICK ? 64 : 256;
 const MESSAGE = 64 * 1024;
@@ -276,6 +278,10 @@ if (import.meta.main) {
   } else {
     const started = performance.now();
     const ours = await runOurs();
+    if (OURS_ONLY) {
+      console.log(JSON.stringify({ bench: "channels", ours }));
+      Deno.exit(0);
+    }
     const raw: RawTcpFigures = await runRawTcpBench(
       QUICK ? { mib: TOTAL_MIB, setups: SETUPS, idleConns: IDLE } : {},
     );

@@ -22,6 +22,11 @@ export const DEFAULT_DIAL_TIMEOUT_MS = 10_000;
 const SLAB_SIZE = 1 << 20;
 /** The largest single read; the slab is replaced when less than this is left. */
 const READ_SIZE = 256 * 1024;
+/**
+ * How long `close()` reads and discards what the peer still sends, waiting for its end: closing a socket with
+ * unread bytes makes the kernel send a reset, which destroys data the peer has received but not yet read.
+ */
+const LINGER_MS = 2_000;
 /** Bytes the writable queues before `writer.ready` waits (the kernel's send buffer holds more). */
 const WRITE_HIGH_WATER_MARK = 64 * 1024;
 
@@ -48,6 +53,8 @@ class TcpDuplex implements Duplex {
   #resolveClosed: () => void;
   #slab = new Uint8Array(0);
   #offset = 0;
+  /** The read in flight, if any: a lingering close waits for it rather than read beside it. */
+  #reading: Promise<unknown> | null = null;
 
   constructor(conn: Deno.TcpConn) {
     this.#conn = conn;
@@ -89,8 +96,10 @@ class TcpDuplex implements Duplex {
     }
     const start = this.#offset;
     let n: number | null;
+    const reading = this.#conn.read(this.#slab.subarray(start, start + READ_SIZE));
+    this.#reading = reading;
     try {
-      n = await this.#conn.read(this.#slab.subarray(start, start + READ_SIZE));
+      n = await reading;
     } catch (error) {
       if (this.#readDone) return; // closed or aborted locally: the stream is already settled
       this.#readDone = true;
@@ -138,7 +147,22 @@ class TcpDuplex implements Duplex {
     }
     this.#write.fail(new TransportError(`Connection to ${this.remoteAddr} is closed`));
     this.#endRead();
+    await this.#linger();
     this.#finish();
+  }
+
+  /** Reads and discards until the peer closes its side too, or for at most {@linkcode LINGER_MS}. */
+  async #linger(): Promise<void> {
+    const timer = setTimeout(() => this.#finish(), LINGER_MS);
+    try {
+      await this.#reading?.catch(() => {});
+      const scratch = new Uint8Array(16 * 1024);
+      while (this.#state === "closing" && (await this.#conn.read(scratch)) !== null) { /* discard */ }
+    } catch {
+      // Reset, or closed by the timer: nothing more to wait for.
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   abort(reason: unknown = new DOMException("The connection was aborted", "AbortError")): void {

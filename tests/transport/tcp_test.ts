@@ -107,3 +107,29 @@ Deno.test("tcp: a write after the peer closed fails and resolves closed", async 
   );
   await client.closed;
 });
+
+Deno.test("tcp: close() with unread bytes from the peer still delivers everything written before it", async () => {
+  const tcp = new TcpTransport();
+  const accepted = Promise.withResolvers<Duplex>();
+  await using listener = await tcp.listen("tcp://127.0.0.1:0", { onConnection: (c) => accepted.resolve(c) });
+  const a = await tcp.dial(listener.addr);
+  const b = await accepted.promise;
+  // A sends B data that B never reads; B then writes its last bytes and closes.
+  const aWriter = a.writable.getWriter();
+  const flood = aWriter.write(new Uint8Array(512 * 1024)).catch(() => {});
+  const last = new Uint8Array(256 * 1024).fill(7);
+  const bWriter = b.writable.getWriter();
+  await bWriter.write(last);
+  bWriter.releaseLock();
+  await new Promise((r) => setTimeout(r, 50));
+  const closing = b.close();
+  // A reads only now: without a lingering close, B's kernel answers the unread bytes with a reset, and A loses
+  // what it had not read yet.
+  let received = 0;
+  for await (const chunk of a.readable) received += chunk.length;
+  equal(received, last.length);
+  await closing;
+  await flood;
+  aWriter.releaseLock();
+  await a.close();
+});
