@@ -50,8 +50,13 @@ const X25519_SPKI = fromHex("302a300506032b656e032100");
 
 /** Secret-key entries per curve: a node holds few long-lived secrets. */
 const SECRET_CACHE_SIZE = 64;
-/** Public-key entries per curve: enough for every peer of a busy node. */
-const PUBLIC_CACHE_SIZE = 1024;
+/** Ed25519 public-key entries: the identities a node verifies again and again. */
+const ED_PUBLIC_CACHE_SIZE = 256;
+/**
+ * X25519 public-key entries: few, since a handshake uses each remote key once (an ephemeral key, a per-process
+ * static key); a large cache would only hold a busy node's dead keys (KeyObjects cost native memory).
+ */
+const X_PUBLIC_CACHE_SIZE = 64;
 
 interface SecretEntry {
   privateKey: KeyObject;
@@ -59,9 +64,9 @@ interface SecretEntry {
 }
 
 const edSecrets = new KeyCache<SecretEntry>(SECRET_CACHE_SIZE);
-const edPublics = new KeyCache<KeyObject | null>(PUBLIC_CACHE_SIZE);
+const edPublics = new KeyCache<KeyObject | null>(ED_PUBLIC_CACHE_SIZE);
 const xSecrets = new KeyCache<SecretEntry>(SECRET_CACHE_SIZE);
-const xPublics = new KeyCache<KeyObject>(PUBLIC_CACHE_SIZE);
+const xPublics = new KeyCache<KeyObject>(X_PUBLIC_CACHE_SIZE);
 
 /**
  * Returns the bytes of a node:crypto result as a plain Uint8Array. A Buffer

@@ -426,7 +426,9 @@ export class PeerManager {
         throw new ConflictError(refusal);
       }
       this.#register(io, result, "inbound", conn.remoteAddr);
-      await this.#options.book.seen(result.peer, { address: conn.remoteAddr });
+      // Only peers the node already knows are refreshed: a stranger's inbound session is not written down, so a
+      // flood of throwaway identities cannot grow the address book (their ephemeral ports are useless for redials).
+      if (this.#options.book.get(result.peer.nodeId)) await this.#options.book.seen(result.peer);
     } catch (error) {
       this.#refused(conn.remoteAddr, error);
     } finally {

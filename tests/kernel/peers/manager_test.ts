@@ -80,6 +80,7 @@ Deno.test("two nodes connect, see each other's identity, and exchange messages",
   eql(await b.next("peer.message"), { nodeId: a.identity.nodeId, did: a.identity.did, bytes: 5, text: "hello" });
   eql((await b.next("peer.message", (d) => d.bytes === 2)).base64, "/wA=");
   equal(a.book.pinned(address), b.identity.nodeId, "the dialed address is pinned to the identity found there");
+  equal(b.book.get(a.identity.nodeId), undefined, "a stranger's inbound session is not written to the address book");
 });
 
 Deno.test("a stream carries its protocol; an unserved protocol is reset", async () => {
