@@ -9,6 +9,30 @@
  * await daemon.stop();
  * ```
  *
+ * Two nodes as a library: open, listen, connect, open a stream, write and read.
+ *
+ * ```ts
+ * import { Node } from "./mod.ts";
+ *
+ * const a = await Node.open({ dataDir: await Deno.makeTempDir() });
+ * const b = await Node.open({ dataDir: await Deno.makeTempDir() });
+ * b.peers.handle("example/echo/1", async (stream) => {
+ *   for await (const message of stream) await stream.send(message);
+ *   await stream.close();
+ * });
+ * const [address] = await b.peers.listen(["tcp://127.0.0.1:0"]);
+ * const session = await a.peers.connect(address);
+ * if (session.did !== b.identity.did) throw new Error("Cannot authenticate the peer");
+ * const stream = await session.openStream("example/echo/1");
+ * await stream.send(new TextEncoder().encode("hello"));
+ * const echoed = new TextDecoder().decode((await stream.receive())!);
+ * if (echoed !== "hello") throw new Error("Cannot echo");
+ * await stream.close();
+ * await a.close();
+ * await b.close();
+ * for (const node of [a, b]) await Deno.remove(node.dataDir, { recursive: true });
+ * ```
+ *
  * @module
  */
 
