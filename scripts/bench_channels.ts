@@ -96,11 +96,14 @@ async function serve(): Promise<void> {
       const command = buffered.slice(0, nl).trim();
       buffered = buffered.slice(nl + 1);
       if (command === "memory") {
-        for (let i = 0; i < 3; i++) {
+        // RSS moves by megabytes between samples (GC timing, allocator arenas): the median of five, each after gc().
+        const samples: number[] = [];
+        for (let i = 0; i < 5; i++) {
           gc?.();
           await new Promise((r) => setTimeout(r, 100));
+          samples.push(Number(/^VmRSS:\s+(\d+)/m.exec(Deno.readTextFileSync("/proc/self/status"))![1]) * 1024);
         }
-        const rss = Number(/^VmRSS:\s+(\d+)/m.exec(Deno.readTextFileSync("/proc/self/status"))![1]) * 1024;
+        const rss = median(samples);
         console.log(JSON.stringify({ rss, heapUsed: Deno.memoryUsage().heapUsed, sessions: peers.sessions().length }));
       }
     }
@@ -267,7 +270,8 @@ async function runOurs() {
     idleConnKiB: round(idleFigures.kib, 1),
     idleConnHeapKiB: round(idleFigures.heapKib, 1),
     idleConns: idleFigures.sessions,
-    idleMeasures: "VmRSS delta of the accepting process after gc(), divided by the sessions it holds",
+    idleMeasures:
+      "VmRSS delta of the accepting process (median of 5 samples, each after gc()), divided by the sessions it holds",
     seconds: round((performance.now() - started) / 1000, 1),
   };
 }
