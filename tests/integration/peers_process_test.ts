@@ -139,3 +139,42 @@ Deno.test("the peers API refuses bad requests and unreachable or mismatched peer
   await a.stop();
   await b.stop();
 });
+
+Deno.test("a node process shrugs off garbage, oversized frames and half-open floods on its listen port", async () => {
+  await using dirA = await tempDataDir();
+  await using dirB = await tempDataDir();
+  await using a = await startNode(dirA.path, { args: LISTEN });
+  await using b = await startNode(dirB.path, { args: LISTEN });
+  const sb = await stateOf(b);
+  const tcpB = sb.listen.find((l) => l.startsWith("tcp://"))!;
+  const { hostname, port } = new URL(tcpB.replace("tcp:", "http:"));
+  const connected = await a.api("/v1/peers", { method: "POST", body: JSON.stringify({ address: tcpB }) });
+  equal(connected.status, 200);
+  await connected.body?.cancel();
+  const hostile: Deno.Conn[] = [];
+  const open = () => Deno.connect({ hostname, port: Number(port) });
+  // Random bytes, a length prefix of 4 GiB - 1, a frame that is not a handshake, and 40 connections that say nothing.
+  for (const bytes of [crypto.getRandomValues(new Uint8Array(4096)), Uint8Array.of(0xff, 0xff, 0xff, 0xff, 1, 2)]) {
+    const conn = await open();
+    await conn.write(bytes).catch(() => {});
+    hostile.push(conn);
+  }
+  const bogus = await open();
+  await bogus.write(Uint8Array.of(0, 0, 0, 40, ...new Uint8Array(40).fill(9)));
+  hostile.push(bogus);
+  for (let i = 0; i < 40; i++) hostile.push(await open());
+  // The node is alive, its API answers, and the existing session still carries messages.
+  equal((await fetch(b.url + "/v1/health")).status, 200);
+  const sent = await a.api(`/v1/peers/${sb.identity.nodeId}/messages`, {
+    method: "POST",
+    body: JSON.stringify({ text: "still fine" }),
+  });
+  equal(sent.status, 200, await sent.clone().text());
+  await sent.body?.cancel();
+  for (const conn of hostile) conn.close();
+  const peers = await (await b.api("/v1/peers")).json();
+  equal(peers.sessions.length, 1);
+  ok(b.output().includes("too many pending handshakes") || b.output().includes("ended"), b.output());
+  await a.stop();
+  equal((await b.stop()).code, 0);
+});
