@@ -72,6 +72,26 @@ interface TokenView {
   token?: string;
 }
 
+interface ServiceView {
+  name: string;
+  version: string;
+  entry: string;
+  dependencies: string[];
+  state: string;
+  reason: string;
+  restarts: number;
+  lastError?: string;
+  health: { status: string };
+}
+
+function formatService(s: ServiceView): string {
+  const deps = s.dependencies.length ? `  after ${s.dependencies.join(",")}` : "";
+  const error = s.lastError ? `\n    last error: ${s.lastError}` : "";
+  return `${s.name.padEnd(16)} ${
+    s.state.padEnd(9)
+  } restarts ${s.restarts}  health ${s.health.status}  ${s.version} ${s.entry}${deps}\n    ${s.reason}${error}`;
+}
+
 /** Builds the CLI program. */
 export function buildProgram(): Command {
   const program = new Command("nzcore")
@@ -401,6 +421,34 @@ export function buildProgram(): Command {
         console.log(`Disconnected ${nodeId}`);
       });
     });
+
+  const services = program.command("services").description("the services the node supervises");
+  services.command("list")
+    .description("list services in start order with their state, restarts, last error and health")
+    .option("--json", "print JSON")
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const list = await client.request<ServiceView[]>("GET", "/v1/services");
+        print(list, !!opts.json, () => list.map(formatService).join("\n") || "no services");
+      });
+    });
+  for (
+    const [verb, description] of [
+      ["start", "start a service and its stopped dependencies (a failed one gets a fresh restart budget)"],
+      ["stop", "stop a service, its running dependents first"],
+      ["restart", "stop a service (dependents first), then start it and those dependents"],
+    ] as const
+  ) {
+    services.command(`${verb} <name>`)
+      .description(description)
+      .option("--json", "print JSON")
+      .action(async (name: string, opts: { json?: boolean }, command: Command) => {
+        await withClient(command, async (client) => {
+          const s = await client.request<ServiceView>("POST", `/v1/services/${encodeURIComponent(name)}/${verb}`);
+          print(s, !!opts.json, () => formatService(s));
+        });
+      });
+  }
 
   program.command("log")
     .description("the node's signed event log")

@@ -22,6 +22,7 @@ import { identityRoutes } from "./routes/identities.ts";
 import { stateRoutes } from "./routes/state.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
 import { peerRoutes } from "./routes/peers.ts";
+import { serviceRoutes } from "./routes/services.ts";
 
 /** Largest request body accepted. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -79,6 +80,7 @@ export function createApp(ctx: ApiContext, options: AppOptions = {}): ApiHandler
   identityRoutes(app, ctx);
   tokenRoutes(app, ctx);
   peerRoutes(app, ctx);
+  serviceRoutes(app, ctx);
   eventRoutes(app, ctx);
 
   // Generated from the route definitions once, on first request.

@@ -7,6 +7,7 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Node } from "../node/node.ts";
 import type { PermissionReport } from "../node/permissions.ts";
+import type { Supervisor } from "../runtime/supervisor.ts";
 
 /** Facts the routes read beyond the node itself. */
 export interface ApiContext {
@@ -16,6 +17,8 @@ export interface ApiContext {
   listeners: { tcp: string | null; socket: string | null };
   /** The Deno permissions the process holds (queried once at start). */
   permissions: PermissionReport;
+  /** The services supervisor, when the node runs one (the daemon does). */
+  services?: Supervisor;
 }
 
 /** The Hono environment of the API app. */
