@@ -81,6 +81,8 @@ export interface EventLogOptions {
 }
 
 const ZERO_HASH = new Uint8Array(32);
+/** Most entries one {@linkcode EventLog.appendMany} writes (Deno KV allows 1,000 mutations per commit). */
+export const MAX_APPEND_BATCH = 256;
 const GET_BATCH = 10;
 
 /** Hash of an entry: SHA-256 of CBOR `[seq, time, type, data, prev]`. */
@@ -143,15 +145,43 @@ export class EventLog {
     return run;
   }
 
+  /**
+   * Appends several entries in one atomic commit (all or none), in order:
+   * the group commit of a busy writer such as the decision log. At most
+   * {@linkcode MAX_APPEND_BATCH} entries.
+   *
+   * @throws {RangeError} for more entries than that.
+   */
+  appendMany(events: readonly { type: string; data: unknown }[]): Promise<LogEntry[]> {
+    if (events.length > MAX_APPEND_BATCH) {
+      throw new RangeError(`Cannot append ${events.length} entries at once: at most ${MAX_APPEND_BATCH}`);
+    }
+    const run = this.#tail.then(() => this.#appendAll(events));
+    this.#tail = run.catch(() => {});
+    return run;
+  }
+
   async #append(type: string, data: unknown): Promise<LogEntry> {
-    const seq = this.length;
-    const entry: LogEntry = { seq, time: this.#now(), type, data, prev: this.#head?.hash ?? ZERO_HASH };
-    const head: Head = { seq, hash: hashEntry(entry) };
-    const batch = this.#store.atomic().set(this.#ns, ["e", seq], entry).set(this.#ns, ["head"], head);
-    if ((seq + 1) % this.#every === 0) batch.set(this.#ns, ["cp", seq], this.#sign(head));
+    return (await this.#appendAll([{ type, data }]))[0];
+  }
+
+  async #appendAll(events: readonly { type: string; data: unknown }[]): Promise<LogEntry[]> {
+    const batch = this.#store.atomic();
+    const entries: LogEntry[] = [];
+    let head = this.#head;
+    for (const { type, data } of events) {
+      const seq = head ? head.seq + 1 : 0;
+      const entry: LogEntry = { seq, time: this.#now(), type, data, prev: head?.hash ?? ZERO_HASH };
+      head = { seq, hash: hashEntry(entry) };
+      batch.set(this.#ns, ["e", seq], entry);
+      if ((seq + 1) % this.#every === 0) batch.set(this.#ns, ["cp", seq], this.#sign(head));
+      entries.push(entry);
+    }
+    if (!head || entries.length === 0) return entries;
+    batch.set(this.#ns, ["head"], head);
     await batch.commit();
     this.#head = head;
-    return entry;
+    return entries;
   }
 
   #sign(head: Head): Checkpoint {

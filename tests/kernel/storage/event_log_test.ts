@@ -296,3 +296,22 @@ Deno.test("verify() reports a tampered checkpoint record", async () => {
   assertProblem(report, /^a checkpoint: .*failed authentication/);
   equal(report.entries, 4);
 });
+
+Deno.test("appendMany() writes entries in one commit that chain and checkpoint like single appends", async () => {
+  await using temp = await tempStore();
+  const signer = Identity.generate("log");
+  const log = await openLog(temp.store, signer, { checkpointEvery: 3 });
+  await log.append("one", { i: 0 });
+  const written = await log.appendMany([{ type: "two", data: { i: 1 } }, { type: "three", data: { i: 2 } }]);
+  eql(written.map((e) => e.seq), [1, 2]);
+  eql(await log.appendMany([]), []);
+  equal(log.length, 3);
+  const report = await log.verify();
+  ok(report.ok, report.problems.join("; "));
+  equal(report.checkpoints, 1);
+  eql((await readAll(log)).map((e) => e.type), ["one", "two", "three"]);
+  await rejects(
+    async () => await log.appendMany(Array.from({ length: 257 }, () => ({ type: "x", data: {} }))),
+    RangeError,
+  );
+});
