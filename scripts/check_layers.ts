@@ -26,6 +26,7 @@ export const RULES: LayerRule[] = [
   { from: "kernel/crypto", forbidden: ["kernel/node", "kernel/api"] },
   { from: "kernel/storage", forbidden: ["kernel/node", "kernel/api"] },
   { from: "kernel/identity", forbidden: ["kernel/node", "kernel/api"] },
+  { from: "kernel/policy", forbidden: ["kernel/node", "kernel/api"] },
 ];
 
 /** An import that breaks a rule. */
