@@ -3,17 +3,28 @@
  * the Unix socket, the local admin token, a periodic log checkpoint, and a
  * clean stop on SIGINT and SIGTERM.
  *
+ * The node's own parts run as built-in services of a {@linkcode Supervisor}
+ * (`transports`, `api`, `checkpoint`, started in that order and stopped in
+ * reverse), followed by the external services of the manifests in the data
+ * directory's `services/` (see spec/env.md). A malformed manifest is logged
+ * and skipped; the node carries on.
+ *
  * @module
  */
 
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { utf8 } from "./bytes.ts";
 import { createApp } from "./api/app.ts";
-import { serveApi } from "./api/server.ts";
+import { API_SERVICE } from "./api/routes/services.ts";
+import { type ApiServers, serveApi } from "./api/server.ts";
 import { FILES, type HostPort } from "./node/config.ts";
-import { Node, type NodeOptions } from "./node/node.ts";
+import { Node, type NodeOptions, VERSION } from "./node/node.ts";
 import { queryPermissions } from "./node/permissions.ts";
 import { writeFileAtomic } from "./storage/master_key.ts";
+import { loadServiceManifests } from "./runtime/loader.ts";
+import { parseManifest } from "./runtime/manifest.ts";
+import { Supervisor } from "./runtime/supervisor.ts";
+import { workerService } from "./runtime/worker_service.ts";
 
 /** How long a stop waits for open requests (an event stream, say) before it closes the node anyway. */
 const SHUTDOWN_GRACE_MS = 3000;
@@ -38,6 +49,8 @@ export interface Daemon {
   api: { tcp: string | null; socket: string | null };
   /** Path of the local admin token file. */
   adminTokenPath: string;
+  /** The supervisor of the node's services. */
+  services: Supervisor;
   /** Resolves when the daemon has stopped. */
   finished: Promise<void>;
   /** Stops the API and closes the node; calling it again returns the same promise. */
@@ -69,52 +82,75 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     throw error;
   }
   const listeners = { tcp: null as string | null, socket: null as string | null };
-  let servers;
   const adminTokenPath = join(node.dataDir, FILES.adminToken);
+  const services = new Supervisor({ publish: (type, data) => void node.bus.publish(type, data) });
+  const builtin = (name: string) =>
+    parseManifest({ name, version: VERSION, entry: `builtin:${name}`, restart: { policy: "never" } });
   try {
-    await node.peers.listen(options.listen ?? []);
     const { all: permissions } = await queryPermissions();
-    const app = createApp({ node, listeners, permissions });
+    const app = createApp({ node, listeners, permissions, services });
+    services.register(builtin("transports"), {
+      async start() {
+        await node.peers.listen(options.listen ?? []);
+      },
+      stop: () => node.peers.unlisten(),
+    });
+    let servers: ApiServers | undefined;
+    services.register(builtin(API_SERVICE), {
+      async start() {
+        servers = await serveApi(app.fetch, {
+          tcp: options.api,
+          socketPath: options.socket === false ? null : join(node.dataDir, FILES.socket),
+        });
+        listeners.tcp = servers.tcp;
+        listeners.socket = servers.socket;
+      },
+      async stop() {
+        // Open requests get a few seconds to finish; a client that stops reading cannot hold the stop for longer.
+        let grace: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          servers?.shutdown(),
+          new Promise<void>((resolve) => (grace = setTimeout(resolve, SHUTDOWN_GRACE_MS))),
+        ]);
+        clearTimeout(grace);
+      },
+    });
+    let timer: ReturnType<typeof setInterval> | undefined;
+    services.register(builtin("checkpoint"), {
+      start() {
+        timer = setInterval(() => {
+          node.log.checkpoint().catch((error) => console.error("nzcore: cannot checkpoint the event log:", error));
+        }, options.checkpointMs ?? 5 * 60_000);
+      },
+      stop: () => clearInterval(timer),
+    });
+    await services.start("transports");
     const admin = await node.tokens.create("local-admin", { persist: false });
     await writeFileAtomic(adminTokenPath, utf8(admin.token + "\n"), 0o600);
-    servers = await serveApi(app.fetch, {
-      tcp: options.api,
-      socketPath: options.socket === false ? null : join(node.dataDir, FILES.socket),
-    });
-    listeners.tcp = servers.tcp;
-    listeners.socket = servers.socket;
+    await services.start(API_SERVICE);
     await writeFileAtomic(
       join(node.dataDir, FILES.apiInfo),
-      utf8(JSON.stringify({ pid: Deno.pid, tcp: servers.tcp, socket: servers.socket }) + "\n"),
+      utf8(JSON.stringify({ pid: Deno.pid, tcp: listeners.tcp, socket: listeners.socket }) + "\n"),
       0o600,
     );
   } catch (error) {
     removeSignals();
-    await servers?.shutdown().catch(() => {});
+    await services.stopAll().catch(() => {});
     await Deno.remove(adminTokenPath).catch(() => {});
     await node.close().catch(() => {});
     throw error;
   }
   node.peers.reconnectKnown();
-  const timer = setInterval(() => {
-    node.log.checkpoint().catch((error) => console.error("nzcore: cannot checkpoint the event log:", error));
-  }, options.checkpointMs ?? 5 * 60_000);
+  await services.start("checkpoint");
+  await startExternalServices(services, join(node.dataDir, "services"));
   let resolveFinished!: () => void;
   const finished = new Promise<void>((resolve) => (resolveFinished = resolve));
   let stopping: Promise<void> | undefined;
-  const running = servers;
   stop = () => {
     stopping ??= (async () => {
-      clearInterval(timer);
       removeSignals();
       node.bus.close();
-      // Open requests get a few seconds to finish; a client that stops reading cannot hold the stop for longer.
-      let grace: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        running.shutdown(),
-        new Promise<void>((resolve) => (grace = setTimeout(resolve, SHUTDOWN_GRACE_MS))),
-      ]);
-      clearTimeout(grace);
+      await services.stopAll();
       await Deno.remove(adminTokenPath).catch(() => {});
       await Deno.remove(join(node.dataDir, FILES.apiInfo)).catch(() => {});
       await node.close();
@@ -123,5 +159,26 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     return stopping;
   };
   if (stopRequested) void stop();
-  return { node, api: { ...listeners }, adminTokenPath, finished, stop: () => stop() };
+  return { node, api: { ...listeners }, adminTokenPath, services, finished, stop: () => stop() };
+}
+
+/** Registers and starts the services of the manifests in `dir`; whatever is wrong is logged, and the node carries on. */
+async function startExternalServices(services: Supervisor, dir: string): Promise<void> {
+  const { manifests, errors } = await loadServiceManifests(dir).catch((error) => ({
+    manifests: [],
+    errors: [{ path: dir, message: `Cannot read the services directory "${dir}": ${error.message}` }],
+  }));
+  for (const { message } of errors) console.error(`nzcore: ${message}; the service is not loaded`);
+  for (const { manifest, path } of manifests) {
+    try {
+      services.register(manifest, workerService(manifest, { baseDir: dirname(path) }));
+    } catch (error) {
+      console.error(`nzcore: service manifest "${path}": ${(error as Error).message}; the service is not loaded`);
+    }
+  }
+  try {
+    await services.startAll();
+  } catch (error) {
+    console.error(`nzcore: the external services are not started: ${(error as Error).message}`);
+  }
 }

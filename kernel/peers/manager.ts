@@ -269,6 +269,13 @@ export class PeerManager {
     return bound;
   }
 
+  /** Stops listening; sessions stay open, and `listen()` may be called again. */
+  async unlisten(): Promise<void> {
+    const listeners = this.#listeners;
+    this.#listeners = [];
+    await Promise.allSettled(listeners.map((l) => l.close()));
+  }
+
   /** Dials every peer marked `autoConnect`, in the background. */
   reconnectKnown(): void {
     for (const peer of this.#options.book.list()) {
