@@ -3,8 +3,9 @@
  * and every approval's request and outcome, in the signed, hash-chained
  * {@linkcode EventLog} named `decisions`. Decisions are written by group
  * commit: {@linkcode DecisionLog.record} queues an entry at once, in call
- * order, and one atomic commit writes up to {@linkcode MAX_APPEND_BATCH}
- * queued entries. A decision repeated while its entry still waits in the
+ * order, and one atomic commit writes what is queued: consecutive decisions
+ * as one `policy.decisions` entry (up to {@linkcode DECISIONS_PER_ENTRY}),
+ * any other record as its own entry. A decision repeated while its entry still waits in the
  * queue is folded into that entry (its `count` grows), so a busy requester
  * costs the log one entry per commit, not one per request.
  *
@@ -18,7 +19,7 @@ import type { Outcome, Risk } from "./engine.ts";
 /** The log's name: its entries live in the namespace `["log", "decisions"]`. */
 export const DECISION_LOG = "decisions";
 
-/** The data of a `policy.decision` entry. */
+/** One decision, as an element of a `policy.decisions` entry's `decisions`. */
 export interface DecisionEntry {
   /** Hex SHA-256 of the request's canonical encoding. */
   request: string;
@@ -43,6 +44,9 @@ export interface DecisionEntry {
   /** The pending approval's ID, for `REQUIRE_APPROVAL`. */
   approval?: string;
 }
+
+/** Most decisions in one `policy.decisions` entry (about 32 KB, under the store's chunk size). */
+export const DECISIONS_PER_ENTRY = 128;
 
 /** Most entries and folded decisions waiting in the queue before {@linkcode DecisionLog.record} makes callers wait. */
 export const MAX_QUEUED = 8192;
@@ -123,19 +127,33 @@ export class DecisionLog {
     // Start on the next turn, so decisions made in the same turn share a commit.
     await Promise.resolve();
     while (this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, MAX_APPEND_BATCH);
-      // From here on a repeat of these decisions starts a new entry.
-      for (const item of batch) {
-        const d = item.data as unknown as DecisionEntry;
-        if (item.type === "policy.decision" && d.approval === undefined) {
-          this.#folding.delete(`${d.request}:${d.generation}:`);
+      // Consecutive decisions share one `policy.decisions` entry; other entries stand alone, in queue order.
+      const events: Queued[] = [];
+      let taken = 0;
+      for (const item of this.#queue) {
+        if (item.type === "policy.decision") {
+          const d = item.data as unknown as DecisionEntry;
+          // From here on a repeat of this decision starts a new entry.
+          if (d.approval === undefined) this.#folding.delete(`${d.request}:${d.generation}:`);
+          const last = events.at(-1);
+          const list = last?.type === "policy.decisions" ? last.data.decisions as DecisionEntry[] : undefined;
+          if (list && list.length < DECISIONS_PER_ENTRY) list.push(d);
+          else if (events.length < MAX_APPEND_BATCH) {
+            events.push({ type: "policy.decisions", data: { decisions: [d] } });
+          } else break;
+        } else if (events.length < MAX_APPEND_BATCH) {
+          events.push(item);
+        } else {
+          break;
         }
+        taken++;
       }
+      this.#queue.splice(0, taken);
       try {
-        await this.log.appendMany(batch);
+        await this.log.appendMany(events);
       } catch (error) {
         if (this.#failure) this.#failure(error as Error);
-        else console.warn(`nzcore: lost ${batch.length} decision log entries: ${(error as Error).message}`);
+        else console.warn(`nzcore: lost ${taken} decision log entries: ${(error as Error).message}`);
       }
     }
   }

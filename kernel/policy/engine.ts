@@ -16,13 +16,15 @@ import {
   type AuthorizationAnswer,
   type DetailedError,
   type EntityJson,
+  type EntityUidJson,
+  type PolicyJson,
   policySetTextToParts,
   policyToJson,
   preparsePolicySet,
   statefulIsAuthorized,
   validate,
 } from "@cedar-policy/cedar-wasm/nodejs";
-import type { PolicyRequest } from "./request.ts";
+import { ACTIONS, type PolicyRequest, PRINCIPAL_TYPES } from "./request.ts";
 import { CEDAR_SCHEMA, principalEntityType } from "./schema.ts";
 
 /** The three outcomes of a decision. */
@@ -82,6 +84,9 @@ let engines = 0;
 /** Cedar policies over the NZ-POLICY-01 entity model. */
 export class PolicyEngine {
   #psetId = `nzcore-policy-${engines++}`;
+  #slicing: boolean;
+  /** `PrincipalType|action` → the preparsed set holding only the policies whose scope can match it. */
+  #slices = new Map<string, string>();
   #meta = new Map<string, Meta>();
   #policies: PolicyInfo[] = [];
   #text = "";
@@ -90,9 +95,14 @@ export class PolicyEngine {
   /**
    * Makes an engine with the policy set `text` loaded.
    *
+   * `options.slicing` (default true) evaluates each request against only the
+   * policies whose scope can match its principal type and action (see
+   * NZ-POLICY-01 "Evaluation"); the decision is the same either way.
+   *
    * @throws {SyntaxError} when `text` does not load (see {@linkcode PolicyEngine.load}).
    */
-  constructor(text: string) {
+  constructor(text: string, options: { slicing?: boolean } = {}) {
+    this.#slicing = options.slicing ?? true;
     this.load(text);
   }
 
@@ -193,8 +203,19 @@ export class PolicyEngine {
       }
       throw refusal("does not validate against the NZ-POLICY-01 schema", [...seen]);
     }
-    const preparsed = preparsePolicySet(this.#psetId, { staticPolicies });
-    if (preparsed.type === "failure") throw refusal("does not load", preparsed.errors.map((e) => describe(e, text, 0)));
+    const slices = this.#slicing ? sliceScopes(staticPolicies, this.#psetId) : undefined;
+    const sets = slices ? slices.sets : new Map([[this.#psetId, Object.keys(staticPolicies)]]);
+    for (const [psetId, ids] of sets) {
+      const part = Object.fromEntries(ids.map((id) => [id, staticPolicies[id]]));
+      const preparsed = preparsePolicySet(psetId, { staticPolicies: part });
+      if (preparsed.type === "failure") {
+        throw refusal(
+          "does not load",
+          preparsed.errors.map((e) => describe(e, text, 0)),
+        );
+      }
+    }
+    this.#slices = slices?.byScope ?? new Map();
     this.#meta = meta;
     this.#policies = infos;
     this.#text = text;
@@ -231,7 +252,7 @@ export class PolicyEngine {
       action,
       resource,
       context: request.context,
-      preparsedPolicySetId: this.#psetId,
+      preparsedPolicySetId: this.#slices.get(`${principal.type}|${request.action}`) ?? this.#psetId,
       entities,
     });
     if (answer.type === "failure") {
@@ -253,6 +274,72 @@ export class PolicyEngine {
     if (determining.length === 0) reasons.push(`no policy permits ${request.action} (default deny)`);
     return { outcome, risk: RISKS[risk], reasons, policies: determining.map(([id]) => id), errors };
   }
+}
+
+/**
+ * Policy slicing: for every principal type and action, the policies whose
+ * scope can match them. A policy's scope is a conjunct of its condition, so a
+ * policy outside the slice can never be satisfied by such a request, and
+ * Cedar's decision over the slice equals its decision over the whole set.
+ * Slices with the same policies share one preparsed set.
+ */
+function sliceScopes(
+  policies: Record<string, string>,
+  base: string,
+): { sets: Map<string, string[]>; byScope: Map<string, string> } {
+  const scopes = Object.entries(policies).map(([id, text]) => {
+    const json = policyToJson(text);
+    if (json.type === "failure") throw new SyntaxError(`Cannot read policy ${id}`);
+    return { id, principal: principalTypes(json.json.principal), action: actionNames(json.json.action) };
+  });
+  const sets = new Map<string, string[]>();
+  const bySignature = new Map<string, string>();
+  const byScope = new Map<string, string>();
+  for (const ptype of PRINCIPAL_TYPES.map(principalEntityType)) {
+    for (const action of ACTIONS) {
+      const ids = scopes.filter((s) => (!s.principal || s.principal.has(ptype)) && (!s.action || s.action.has(action)))
+        .map((s) => s.id);
+      const signature = ids.join("\n");
+      let psetId = bySignature.get(signature);
+      if (!psetId) {
+        psetId = `${base}-${bySignature.size}`;
+        bySignature.set(signature, psetId);
+        sets.set(psetId, ids);
+      }
+      byScope.set(`${ptype}|${action}`, psetId);
+    }
+  }
+  return { sets, byScope };
+}
+
+/** The principal entity types a principal scope can match; undefined for any. */
+function principalTypes(scope: PolicyJson["principal"]): Set<string> | undefined {
+  if (scope.op === "is") return new Set([scope.entity_type]);
+  if (scope.op === "==" && "entity" in scope) return new Set([entityType(scope.entity)]);
+  return undefined;
+}
+
+/** The actions an action scope can match; undefined for any. */
+function actionNames(scope: PolicyJson["action"]): Set<string> | undefined {
+  if (scope.op === "All") return undefined;
+  const uids = scope.op === "=="
+    ? ("entity" in scope ? [scope.entity] : [])
+    : "entity" in scope
+    ? [scope.entity]
+    : scope.entities;
+  const names = new Set<string>();
+  for (const uid of uids) {
+    const id = "__entity" in uid ? uid.__entity.id : uid.id;
+    for (const action of ACTIONS) {
+      // `in` also matches the action's group; `==` only the action itself.
+      if (action === id || (scope.op === "in" && action.slice(0, action.indexOf(".")) === id)) names.add(action);
+    }
+  }
+  return names;
+}
+
+function entityType(uid: EntityUidJson): string {
+  return "__entity" in uid ? uid.__entity.type : uid.type;
 }
 
 function refusal(what: string, problems: string[]): SyntaxError {

@@ -165,3 +165,28 @@ Deno.test("evaluate() gives the same decision for the same request twice (proper
     { numRuns: 300 },
   );
 });
+
+const SCOPES = `${DEFAULT_POLICIES}
+@id("s1") permit (principal == Agent::"a", action == Action::"storage.read", resource);
+@id("s2") forbid (principal is Service in Role::"owner", action in Action::"storage", resource);
+@id("s3") @outcome("require_approval") permit (principal in Role::"ops", action in [Action::"net", Action::"peer.send"], resource);
+@id("s4") permit (principal is Node, action in Action::"net.connect", resource) when { context has port && context.port == 443 };
+`;
+
+Deno.test("slicing the policy set by principal type and action never changes a decision (property)", () => {
+  const sliced = new PolicyEngine(SCOPES);
+  const whole = new PolicyEngine(SCOPES, { slicing: false });
+  const facts = fc.record({
+    capabilities: fc.constant([]),
+    granted: fc.boolean(),
+    roles: fc.subarray(["admin", "owner", "ops"]),
+  });
+  const request = requestArb.map((r) => ({ ...r, principal: { ...r.principal, id: r.principal.id.slice(0, 1) } }));
+  fc.assert(
+    fc.property(request, facts, (r, f) => {
+      const parsed = parsePolicyRequest(r);
+      eql(sliced.evaluate(parsed, f), whole.evaluate(parsed, f));
+    }),
+    { numRuns: 500 },
+  );
+});
