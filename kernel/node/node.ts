@@ -35,6 +35,7 @@ import { WebSocketTransport } from "../../transport/websocket.ts";
 import { EventBus } from "./event_bus.ts";
 import { FILES } from "./config.ts";
 import { TokenStore } from "./tokens.ts";
+import { PolicyGate } from "../policy/gate.ts";
 
 /** The version of this node software. */
 export const VERSION = "0.1.0";
@@ -95,6 +96,8 @@ export class Node {
   readonly book: AddressBook;
   /** Sessions with other nodes; nothing listens until `peers.listen()`. */
   readonly peers: PeerManager;
+  /** The policy gate (NZ-POLICY-01): decisions, grants, approvals and the signed decision log. */
+  readonly policy: PolicyGate;
   #lock: DirectoryLock;
   #closed = false;
 
@@ -109,6 +112,7 @@ export class Node {
     log: EventLog;
     bus: EventBus;
     book: AddressBook;
+    policy: PolicyGate;
     options: NodeOptions;
   }) {
     this.dataDir = init.dataDir;
@@ -121,6 +125,7 @@ export class Node {
     this.log = init.log;
     this.bus = init.bus;
     this.book = init.book;
+    this.policy = init.policy;
     this.blobs = new BlobStore(init.store);
     this.peers = new PeerManager({
       identity: () => this.identities.active(),
@@ -176,7 +181,8 @@ export class Node {
         sign: (message) => ids.active().sign(message),
       };
       const log = await EventLog.open(store, "node", signer, { checkpointEvery: options.checkpointEvery });
-      bus = new EventBus();
+      const events = bus = new EventBus();
+      const policy = await PolicyGate.open(store, { signer, events: (type, data) => events.publish(type, data) });
       const book = await AddressBook.open(store);
       const node = new Node({
         dataDir,
@@ -189,6 +195,7 @@ export class Node {
         log,
         bus,
         book,
+        policy,
         options,
       });
       await node.blobs.collectGarbage();
@@ -259,6 +266,11 @@ export class Node {
       await this.peers.close();
     } catch (error) {
       console.warn(`nzcore: while closing sessions: ${(error as Error).message}`);
+    }
+    try {
+      await this.policy.close();
+    } catch (error) {
+      console.warn(`nzcore: could not write the last decisions to the decision log: ${(error as Error).message}`);
     }
     try {
       await this.log.append("node.stopped", {});

@@ -228,10 +228,11 @@ export class PolicyGate {
     return record;
   }
 
-  /** Expires pending approvals and writes what the decision log still holds. */
+  /** Expires pending approvals, writes what the decision log still holds and signs its head. */
   async close(): Promise<void> {
     this.approvals.close();
     await this.log.flush();
+    await this.log.log.checkpoint();
   }
 }
 
