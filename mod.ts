@@ -22,3 +22,4 @@
 
 export * from "./kernel/mod.ts";
 export * from "./transport/mod.ts";
+export * from "./kernel/policy/mod.ts";

@@ -251,7 +251,7 @@ export class PolicyEngine {
       principal,
       action,
       resource,
-      context: request.context,
+      context: { ...request.context },
       preparsedPolicySetId: this.#slices.get(`${principal.type}|${request.action}`) ?? this.#psetId,
       entities,
     });

@@ -45,8 +45,11 @@ export interface PolicyGateOptions extends Pick<ApprovalsOptions, "ttlMs" | "max
   events?: (type: string, data: Record<string, unknown>) => void;
 }
 
-interface Evaluated extends Evaluation {
+/** What the decision cache holds: an evaluation and the facts that identify it. */
+export interface Evaluated extends Evaluation {
+  /** Hex SHA-256 of the request's canonical encoding. */
   requestHash: string;
+  /** The cache generation it was made under. */
   generation: number;
 }
 

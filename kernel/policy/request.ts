@@ -101,8 +101,25 @@ export const PolicyContextSchema = z.strictObject({
   reason: text.optional(),
 });
 
-/** The context of a request. */
-export type PolicyContext = z.infer<typeof PolicyContextSchema>;
+/** The context of a request (see {@linkcode PolicyContextSchema} for each field's form). */
+export interface PolicyContext {
+  /** The time of the request in milliseconds since the Unix epoch. */
+  time?: number;
+  /** Where the request came from. */
+  source?: string;
+  /** A peer's node ID the action concerns. */
+  peer?: string;
+  /** A host name or address the action reaches. */
+  host?: string;
+  /** A port the action reaches. */
+  port?: number;
+  /** The size of what the action moves, in bytes. */
+  bytes?: number;
+  /** A path or key within the resource. */
+  path?: string;
+  /** Why the requester asks. */
+  reason?: string;
+}
 
 /** The schema of a policy request (NZ-POLICY-01 "Request"): strict at every level. */
 export const PolicyRequestSchema = z.strictObject({
@@ -113,9 +130,28 @@ export const PolicyRequestSchema = z.strictObject({
 });
 
 /** A request that passed {@linkcode PolicyRequestSchema}. */
-export type PolicyRequest = z.output<typeof PolicyRequestSchema>;
+export interface PolicyRequest {
+  /** Who asks. */
+  principal: { type: PrincipalType; id: string };
+  /** What it asks to do. */
+  action: ActionName;
+  /** What it acts on. */
+  resource: { type: ResourceType; id: string };
+  /** Facts of the moment. */
+  context: PolicyContext;
+}
+
 /** A request as a requester writes it (`context` may be left out). */
-export type PolicyRequestInput = z.input<typeof PolicyRequestSchema>;
+export interface PolicyRequestInput extends Omit<PolicyRequest, "context"> {
+  /** Facts of the moment (default `{}`). */
+  context?: PolicyContext;
+}
+
+// The interfaces above are the schema's types, written out for the docs; these lines fail to compile if they drift.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const _sameOutput: Same<PolicyRequest, z.output<typeof PolicyRequestSchema>> = true;
+const _sameInput: Same<PolicyRequestInput, z.input<typeof PolicyRequestSchema>> = true;
+void _sameOutput, _sameInput;
 
 /**
  * Checks `input` against the request schema.
