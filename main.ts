@@ -38,6 +38,25 @@ function print(value: unknown, json: boolean, human: () => string): void {
   console.log(json ? JSON.stringify(value, null, 2) : human());
 }
 
+interface ApprovalView {
+  id: string;
+  request: { principal: { type: string; id: string }; action: string; resource: { type: string; id: string } };
+  risk: string;
+  reasons: string[];
+  status: string;
+  expires: number;
+  decidedBy?: string;
+}
+
+function formatApproval(a: ApprovalView): string {
+  const who = `${a.request.principal.type}:${a.request.principal.id}`;
+  const what = `${a.request.action} ${a.request.resource.type}:${a.request.resource.id}`;
+  const when = a.status === "pending"
+    ? `expires in ${formatAge(Math.max(0, a.expires - Date.now()))}`
+    : `by ${a.decidedBy ?? "?"}`;
+  return `${a.id}  ${a.status.padEnd(8)} ${a.risk.padEnd(8)} ${who} ${what} (${when}): ${a.reasons.join("; ")}`;
+}
+
 function passphraseOption(): Option {
   return new Option("--passphrase-env <NAME>", "environment variable holding the passphrase (must start with NZCORE_)");
 }
@@ -446,6 +465,36 @@ export function buildProgram(): Command {
         await withClient(command, async (client) => {
           const s = await client.request<ServiceView>("POST", `/v1/services/${encodeURIComponent(name)}/${verb}`);
           print(s, !!opts.json, () => formatService(s));
+        });
+      });
+  }
+
+  const approvals = program.command("approvals").description("requests waiting for an operator's approval");
+  approvals.command("list")
+    .description("list pending approvals (oldest first), then recently settled ones")
+    .option("--status <STATUS>", "only approvals in this state: pending, approved, denied or expired")
+    .option("--json", "print JSON")
+    .action(async (opts: { status?: string; json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const query = opts.status ? `?status=${encodeURIComponent(opts.status)}` : "";
+        const list = await client.request<ApprovalView[]>("GET", `/v1/approvals${query}`);
+        print(list, !!opts.json, () => list.map(formatApproval).join("\n") || "no approvals");
+      });
+    });
+  for (const verb of ["approve", "deny"] as const) {
+    approvals.command(`${verb} <id>`)
+      .description(verb === "approve" ? "approve a pending request" : "deny a pending request")
+      .option("--note <TEXT>", "a note recorded with the decision")
+      .option("--json", "print JSON")
+      .action(async (id: string, opts: { note?: string; json?: boolean }, command: Command) => {
+        await withClient(command, async (client) => {
+          const body = opts.note === undefined ? {} : { note: opts.note };
+          const a = await client.request<ApprovalView>(
+            "POST",
+            `/v1/approvals/${encodeURIComponent(id)}/${verb}`,
+            body,
+          );
+          print(a, !!opts.json, () => formatApproval(a));
         });
       });
   }

@@ -16,6 +16,7 @@ import { VERSION } from "../node/node.ts";
 import { bearerAuth, FailureLimiter } from "./auth.ts";
 import type { ApiContext, ApiEnv } from "./context.ts";
 import { errorResponse, onError } from "./errors.ts";
+import { approvalRoutes } from "./routes/approvals.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { identityRoutes } from "./routes/identities.ts";
@@ -81,6 +82,7 @@ export function createApp(ctx: ApiContext, options: AppOptions = {}): ApiHandler
   tokenRoutes(app, ctx);
   peerRoutes(app, ctx);
   serviceRoutes(app, ctx);
+  approvalRoutes(app, ctx);
   eventRoutes(app, ctx);
 
   // Generated from the route definitions once, on first request.
