@@ -85,8 +85,12 @@ const EMPTY = new Uint8Array(0);
 class FramedDuplex implements FrameStream {
   readonly maxFrameSize: number;
   #duplex: Duplex;
-  #reader: ReadableStreamDefaultReader<Uint8Array>;
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** The next chunk from the duplex: its fast path when it has one, else its readable. */
+  #readChunk: () => Promise<Uint8Array | null>;
+  /** Sends a chunk: the duplex's fast path, or its writable. */
+  #writeChunk: (chunk: Uint8Array) => Promise<void>;
+  /** The writable's writer, when framing goes through the streams. */
+  #writer: WritableStreamDefaultWriter<Uint8Array> | null = null;
   /** The unread part of the last chunk read is `#chunk.subarray(#offset)`. */
   #chunk: Uint8Array = EMPTY;
   #offset = 0;
@@ -98,8 +102,19 @@ class FramedDuplex implements FrameStream {
   constructor(duplex: Duplex, maxFrameSize: number) {
     this.#duplex = duplex;
     this.maxFrameSize = maxFrameSize;
-    this.#reader = duplex.readable.getReader();
-    this.#writer = duplex.writable.getWriter();
+    if (hasFastPath(duplex)) {
+      this.#readChunk = () => duplex.read();
+      this.#writeChunk = (chunk) => duplex.write(chunk);
+    } else {
+      const reader = duplex.readable.getReader();
+      const writer = duplex.writable.getWriter();
+      this.#writer = writer;
+      this.#readChunk = async () => {
+        const { done, value } = await reader.read();
+        return done ? null : value;
+      };
+      this.#writeChunk = (chunk) => writer.write(chunk);
+    }
   }
 
   read(): Promise<Uint8Array | null> {
@@ -161,8 +176,8 @@ class FramedDuplex implements FrameStream {
     this.#chunk = EMPTY;
     this.#offset = 0;
     while (filled < n) {
-      const { done, value } = await this.#reader.read();
-      if (done) {
+      const value = await this.#readChunk();
+      if (value === null) {
         if (filled === 0) return null;
         throw new ProtocolError(
           `Cannot read frame: the stream ended after ${filled} of ${n} ${into ? "header " : ""}bytes`,
@@ -198,13 +213,13 @@ class FramedDuplex implements FrameStream {
       const chunk = new Uint8Array(FRAME_HEADER_SIZE + length);
       writeLength(chunk, length);
       chunk.set(frame, FRAME_HEADER_SIZE);
-      await this.#writer.write(chunk);
+      await this.#writeChunk(chunk);
       return;
     }
     const header = new Uint8Array(FRAME_HEADER_SIZE);
     writeLength(header, length);
     // Both chunks are queued before either is awaited, so nothing can come between them.
-    await Promise.all([this.#writer.write(header), this.#writer.write(frame)]);
+    await Promise.all([this.#writeChunk(header), this.#writeChunk(frame)]);
   }
 
   async writeFrames(frames: readonly (readonly Uint8Array[])[]): Promise<void> {
@@ -239,21 +254,29 @@ class FramedDuplex implements FrameStream {
       }
       writeLength(buffer.subarray(start), offset - start - FRAME_HEADER_SIZE);
     }
-    await this.#writer.write(buffer.subarray(0, total));
+    await this.#writeChunk(buffer.subarray(0, total));
     // Only after a write that succeeded: a failed one may still be in the transport's hands.
     if (pooled && batchPool.length < BATCH_POOL_MAX) batchPool.push(buffer);
   }
 
   async close(): Promise<void> {
-    try {
-      await this.#writer.close();
-    } catch { /* already closed or broken: close the connection anyway */ }
+    if (this.#writer) {
+      try {
+        await this.#writer.close();
+      } catch { /* already closed or broken: close the connection anyway */ }
+    }
+    // The fast path's close() flushes its writes itself.
     await this.#duplex.close();
   }
 
   abort(reason?: unknown): void {
     this.#duplex.abort(reason);
   }
+}
+
+/** Whether `duplex` offers the fast path of both directions. */
+function hasFastPath(duplex: Duplex): duplex is Duplex & Required<Pick<Duplex, "read" | "write">> {
+  return typeof duplex.read === "function" && typeof duplex.write === "function";
 }
 
 function writeLength(target: Uint8Array, length: number): void {
@@ -264,8 +287,9 @@ function writeLength(target: Uint8Array, length: number): void {
 }
 
 /**
- * Wraps a byte stream into length-prefixed frames. Takes the duplex's reader
- * and writer for itself; close or abort the returned stream, not the duplex.
+ * Wraps a byte stream into length-prefixed frames. Takes the duplex's fast
+ * path (`read`, `write`) when it has one, else its reader and writer, for
+ * itself; close or abort the returned stream, not the duplex.
  *
  * @param duplex The connection.
  * @param options `maxFrameSize` (default {@linkcode DEFAULT_MAX_FRAME_SIZE}, at most 2^32 - 1).
@@ -302,7 +326,7 @@ export function createFrameIO(duplex: Duplex, options: FrameIOOptions = {}): Fra
       `Cannot frame: maxFrameSize must be an integer from 0 to ${MAX_ENCODABLE}, got ${maxFrameSize}`,
     );
   }
-  if (duplex.readable.locked || duplex.writable.locked) {
+  if (!hasFastPath(duplex) && (duplex.readable.locked || duplex.writable.locked)) {
     throw new TypeError("Cannot frame: the duplex's readable or writable is already locked");
   }
   return new FramedDuplex(duplex, maxFrameSize);

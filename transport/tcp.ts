@@ -38,23 +38,42 @@ function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** A TCP connection as a {@linkcode Duplex}. */
+/** How one direction ended: `error` is what later reads or writes reject with (none: a read returns `null`). */
+interface Ended {
+  error?: unknown;
+  /** For the write side: whether the writable errors (abort, broken) rather than fails softly (closed). */
+  hard?: boolean;
+}
+
+/**
+ * A TCP connection as a {@linkcode Duplex}. The fast path (`read`, `write`)
+ * works on the socket directly; `readable` and `writable` are built on it the
+ * first time they are asked for, so a connection used through `createFrameIO`
+ * never creates web streams.
+ */
 class TcpDuplex implements Duplex {
-  readonly readable: ReadableStream<Uint8Array>;
-  readonly writable: WritableStream<Uint8Array>;
   readonly localAddr: string;
   readonly remoteAddr: string;
   readonly closed: Promise<void>;
   #conn: Deno.TcpConn;
-  #reader!: ReadableStreamDefaultController<Uint8Array>;
-  #readDone = false;
-  #write: WriteSide;
+  #readable: ReadableStream<Uint8Array> | null = null;
+  #write: WriteSide | null = null;
   #state: "open" | "closing" | "closed" = "open";
   #resolveClosed: () => void;
   #slab = new Uint8Array(0);
   #offset = 0;
-  /** The read in flight, if any: a lingering close waits for it rather than read beside it. */
+  /** Set once reading ended: cleanly (reads return `null`) or with an error. */
+  #readEnd: Ended | null = null;
+  /** The caller's read waiting for the socket, if any. */
+  #pendingRead: PromiseWithResolvers<Uint8Array | null> | null = null;
+  /** The socket read in flight, if any: a lingering close waits for it rather than read beside it. */
   #reading: Promise<unknown> | null = null;
+  /** Set once writing ended (closed, aborted, broken): fast-path writes reject with its error. */
+  #writeEnd: Ended | null = null;
+  /** Fast-path writes queued or in flight, and the last of them (writes go out one after another). */
+  #writes = 0;
+  #writeTail: Promise<void> = Promise.resolve();
+  #writesIdle: PromiseWithResolvers<void> | null = null;
 
   constructor(conn: Deno.TcpConn) {
     this.#conn = conn;
@@ -65,31 +84,55 @@ class TcpDuplex implements Duplex {
     const closed = Promise.withResolvers<void>();
     this.closed = closed.promise;
     this.#resolveClosed = closed.resolve;
-    this.readable = new ReadableStream<Uint8Array>({
-      start: (controller) => {
-        this.#reader = controller;
+  }
+
+  get readable(): ReadableStream<Uint8Array> {
+    this.#readable ??= new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        const chunk = await this.read();
+        if (chunk === null) controller.close();
+        else controller.enqueue(chunk);
       },
-      pull: (controller) => this.#pull(controller),
       cancel: () => {
-        this.#readDone = true;
+        this.#endRead();
         this.#maybeFinish();
       },
     }, { highWaterMark: 0 });
-    this.#write = new WriteSide({
-      write: (chunk) => this.#send(chunk),
-      close: async () => {
-        // Half-close: the peer reads the end of the stream and can still answer.
-        try {
-          await this.#conn.closeWrite();
-        } catch { /* already closed or reset: nothing left to flush */ }
-        this.#maybeFinish();
-      },
-      abort: (reason) => this.abort(reason),
-    }, WRITE_HIGH_WATER_MARK);
-    this.writable = this.#write.writable;
+    return this.#readable;
   }
 
-  async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+  get writable(): WritableStream<Uint8Array> {
+    if (this.#write === null) {
+      const write = new WriteSide({
+        write: (chunk) => this.#send(chunk),
+        close: async () => {
+          // Half-close: the peer reads the end of the stream and can still answer.
+          try {
+            await this.#conn.closeWrite();
+          } catch { /* already closed or reset: nothing left to flush */ }
+          this.#maybeFinish();
+        },
+        abort: (reason) => this.abort(reason),
+      }, WRITE_HIGH_WATER_MARK);
+      this.#write = write;
+      const end = this.#writeEnd;
+      if (end?.hard) write.error(end.error);
+      else if (end) write.fail(end.error);
+    }
+    return this.#write.writable;
+  }
+
+  read(): Promise<Uint8Array | null> {
+    const end = this.#readEnd;
+    if (end) return end.error === undefined ? Promise.resolve(null) : Promise.reject(end.error);
+    if (this.#pendingRead) return Promise.reject(new TypeError("Cannot read: a read is already pending"));
+    const pending = Promise.withResolvers<Uint8Array | null>();
+    this.#pendingRead = pending;
+    void this.#readSocket(pending);
+    return pending.promise;
+  }
+
+  async #readSocket(pending: PromiseWithResolvers<Uint8Array | null>): Promise<void> {
     if (this.#slab.length - this.#offset < READ_SIZE) {
       this.#slab = new Uint8Array(SLAB_SIZE);
       this.#offset = 0;
@@ -101,25 +144,36 @@ class TcpDuplex implements Duplex {
     try {
       n = await reading;
     } catch (error) {
-      if (this.#readDone) return; // closed or aborted locally: the stream is already settled
-      this.#readDone = true;
-      const failure = new TransportError(`Connection to ${this.remoteAddr} broke: ${describe(error)}`, {
-        cause: error,
-      });
-      controller.error(failure);
-      this.#write.error(failure);
-      this.#finish();
+      if (this.#readEnd) return; // closed or aborted locally: the read is already settled
+      this.#broken(new TransportError(`Connection to ${this.remoteAddr} broke: ${describe(error)}`, { cause: error }));
       return;
     }
-    if (this.#readDone) return;
+    if (this.#readEnd) return;
     if (n === null) {
-      this.#readDone = true;
-      controller.close();
+      this.#endRead();
       this.#maybeFinish();
       return;
     }
     this.#offset = start + n;
-    controller.enqueue(this.#slab.subarray(start, start + n));
+    this.#pendingRead = null;
+    pending.resolve(this.#slab.subarray(start, start + n));
+  }
+
+  write(chunk: Uint8Array): Promise<void> {
+    if (!(chunk instanceof Uint8Array)) {
+      return Promise.reject(new TypeError(`Cannot write: expected a Uint8Array chunk, got ${typeof chunk}`));
+    }
+    if (this.#writeEnd) return Promise.reject(this.#writeEnd.error);
+    const run = () => this.#writeEnd ? Promise.reject(this.#writeEnd.error) : this.#send(chunk);
+    const written = this.#writes++ === 0 ? run() : this.#writeTail.then(run);
+    const settled = written.finally(() => {
+      if (--this.#writes === 0) {
+        this.#writesIdle?.resolve();
+        this.#writesIdle = null;
+      }
+    });
+    this.#writeTail = settled.catch(() => {});
+    return settled;
   }
 
   async #send(chunk: Uint8Array): Promise<void> {
@@ -127,25 +181,36 @@ class TcpDuplex implements Duplex {
       let written = 0;
       while (written < chunk.length) written += await this.#conn.write(chunk.subarray(written));
     } catch (error) {
+      if (this.#writeEnd?.hard) throw this.#writeEnd.error; // aborted: pending writes reject with its reason
       if (this.#state === "closed") throw new TransportError(`Connection to ${this.remoteAddr} is closed`);
       const failure = new TransportError(`Cannot write to ${this.remoteAddr}: ${describe(error)}`, { cause: error });
       this.#endRead(failure);
+      this.#writeEnd ??= { error: failure, hard: true };
       this.#finish();
       throw failure;
+    }
+  }
+
+  /** Resolves once every write so far (either path) was sent, or failed. */
+  async #drained(): Promise<void> {
+    await this.#write?.drained();
+    if (this.#writes > 0) {
+      this.#writesIdle ??= Promise.withResolvers<void>();
+      await this.#writesIdle.promise;
     }
   }
 
   async close(): Promise<void> {
     if (this.#state !== "open") return this.closed;
     this.#state = "closing";
-    await this.#write.drained();
+    await this.#drained();
     if (this.#state !== "closing") return this.closed; // aborted meanwhile
-    if (!this.#write.done) {
+    if (!this.#writeDone()) {
       try {
         await this.#conn.closeWrite();
       } catch { /* the peer already went away */ }
     }
-    this.#write.fail(new TransportError(`Connection to ${this.remoteAddr} is closed`));
+    this.#endWrite({ error: new TransportError(`Connection to ${this.remoteAddr} is closed`), hard: false });
     this.#endRead();
     await this.#linger();
     this.#finish();
@@ -168,26 +233,48 @@ class TcpDuplex implements Duplex {
   abort(reason: unknown = new DOMException("The connection was aborted", "AbortError")): void {
     if (this.#state === "closed") return;
     this.#endRead(reason);
-    this.#write.error(reason);
+    this.#endWrite({ error: reason, hard: true });
     this.#finish();
   }
 
-  /** Ends the readable: cleanly, or with `error`. */
+  /** The connection broke under a read: both directions fail with `failure`. */
+  #broken(failure: TransportError): void {
+    this.#endRead(failure);
+    this.#endWrite({ error: failure, hard: true });
+    this.#finish();
+  }
+
+  /** Ends reading: cleanly, or with `error`; a pending read settles at once. */
   #endRead(error?: unknown): void {
-    if (this.#readDone) return;
-    this.#readDone = true;
-    if (error === undefined) this.#reader.close();
-    else this.#reader.error(error);
+    if (this.#readEnd) return;
+    this.#readEnd = error === undefined ? {} : { error };
+    const pending = this.#pendingRead;
+    this.#pendingRead = null;
+    if (!pending) return;
+    if (error === undefined) pending.resolve(null);
+    else pending.reject(error);
+  }
+
+  /** Ends writing: a `hard` end errors the writable, a soft one makes later writes reject. */
+  #endWrite(end: Ended): void {
+    if (!this.#writeEnd || (end.hard && !this.#writeEnd.hard)) this.#writeEnd = end;
+    if (end.hard) this.#write?.error(end.error);
+    else this.#write?.fail(end.error);
+  }
+
+  /** Whether this side will write no more: closed, failed, or half-closed through `writable`. */
+  #writeDone(): boolean {
+    return this.#writeEnd !== null || (this.#write?.done ?? false);
   }
 
   #maybeFinish(): void {
-    if (this.#readDone && this.#write.done && this.#state === "open") this.#finish();
+    if (this.#readEnd && this.#writeDone() && this.#state === "open") this.#finish();
   }
 
   #finish(): void {
     if (this.#state === "closed") return;
     this.#state = "closed";
-    this.#readDone = true;
+    this.#endRead();
     try {
       this.#conn.close();
     } catch { /* already closed */ }

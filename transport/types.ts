@@ -16,8 +16,13 @@
  * Closing follows TCP: closing `writable` is a half-close (the peer's
  * `readable` ends, and the peer may still answer), `close()` ends both
  * directions. WebSocket has no half-close, so there closing `writable` closes
- * the connection. Chunks read may be views into larger buffers; they are
- * never reused.
+ * the connection. Chunks read from `readable` may be views into larger
+ * buffers; they are never reused.
+ *
+ * A transport may also offer {@linkcode Duplex.read} and {@linkcode Duplex.write}:
+ * the same bytes without web streams (no stream objects, no promise per queued
+ * chunk), for a single consumer such as `createFrameIO`. Use either those or
+ * `readable`/`writable` on one connection, never both.
  */
 export interface Duplex {
   /** Bytes from the peer; ends when the peer closes its side, errors when the connection breaks or is aborted. */
@@ -27,6 +32,18 @@ export interface Duplex {
    * caller may reuse its buffer. Writes reject once the connection is closed.
    */
   readonly writable: WritableStream<Uint8Array>;
+  /**
+   * Optional fast path: the next chunk from the peer, or `null` once the peer closed its side (or `close()` was
+   * called). One read at a time: a second call while one is pending rejects with `TypeError`. Rejects as
+   * `readable` errors (a broken connection, or the reason given to `abort()`). Not to be mixed with `readable`.
+   */
+  read?(): Promise<Uint8Array | null>;
+  /**
+   * Optional fast path: sends `chunk`, resolving once the transport took the bytes (backpressure), after which
+   * the caller may reuse its buffer. Writes may overlap; they go out in call order. Rejects as writes to
+   * `writable` do. Not to be mixed with `writable`; `close()` flushes these writes too.
+   */
+  write?(chunk: Uint8Array): Promise<void>;
   /** The local address, as a transport address (`tcp://127.0.0.1:4001`). */
   readonly localAddr: string;
   /** The remote address, as a transport address. */

@@ -25,6 +25,29 @@ export interface TransportUnderTest {
   backpressure: "block" | "abort";
   /** The most bytes a writer may get ahead of a reader that stopped. */
   maxAhead: number;
+  /** Whether its connections offer the fast path (`Duplex.read` and `Duplex.write`); the suite then tests it too. */
+  fastPath?: boolean;
+}
+
+/** A connection with the fast path. */
+type FastDuplex = Duplex & Required<Pick<Duplex, "read" | "write">>;
+
+function fast(conn: Duplex): FastDuplex {
+  ok(typeof conn.read === "function" && typeof conn.write === "function", "the connection has read() and write()");
+  return conn as FastDuplex;
+}
+
+/** Reads through the fast path until the end; each chunk is copied before the next read. */
+async function readAllFast(conn: FastDuplex): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  for (let chunk; (chunk = await conn.read()) !== null;) parts.push(chunk.slice());
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
 }
 
 const MiB = 1024 * 1024;
@@ -287,6 +310,131 @@ export function runTransportSuite(name: string, factory: () => TransportUnderTes
       ok(outcome === "error" || outcome === "stall", "the writer stopped");
     }
   });
+
+  if (factory().fastPath) {
+    test("fast path: bytes echo through read() and write()", async (h) => {
+      await h.listen((conn) => {
+        const f = fast(conn);
+        void (async () => {
+          for (let chunk; (chunk = await f.read()) !== null;) await f.write(chunk);
+          await f.close();
+        })().catch(() => {});
+      });
+      const conn = fast(await h.dial());
+      const sent = new TextEncoder().encode("hello, peer");
+      await conn.write(sent);
+      const got: number[] = [];
+      while (got.length < sent.length) got.push(...(await conn.read())!);
+      eql(new Uint8Array(got), sent);
+      await conn.close();
+      equal(await conn.read(), null);
+      await conn.closed;
+    });
+
+    test("fast path: 64 MiB arrive intact, though the writer reuses its buffer and keeps writes in flight", async (h) => {
+      await h.listen();
+      const [client, server] = (await h.pair()).map(fast);
+      const total = 64 * MiB;
+      const received = (async () => {
+        let offset = 0;
+        let bad = -1;
+        for (let chunk; (chunk = await server.read()) !== null;) {
+          for (let i = 0; i < chunk.length && bad < 0; i++) {
+            if (chunk[i] !== patternAt(offset + i)) bad = offset + i;
+          }
+          offset += chunk.length;
+        }
+        await server.close();
+        return { offset, bad };
+      })();
+      // Two buffers of odd sizes, each rewritten only once its last write resolved: two writes always in flight.
+      const buffers = [new Uint8Array(64 * 1024 + 3), new Uint8Array(64 * 1024 + 3)];
+      const inFlight: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
+      let turn = 0;
+      for (let offset = 0; offset < total; offset += buffers[0].length, turn ^= 1) {
+        await inFlight[turn];
+        const chunk = buffers[turn].subarray(0, Math.min(buffers[turn].length, total - offset));
+        fillPattern(chunk, offset);
+        inFlight[turn] = client.write(chunk);
+      }
+      await Promise.all(inFlight);
+      await client.close();
+      eql(await received, { offset: total, bad: -1 });
+    });
+
+    test("fast path: close() flushes writes not yet awaited, then the peer reads the end", async (h) => {
+      await h.listen();
+      const [client, server] = (await h.pair()).map(fast);
+      const parts = Array.from({ length: 20 }, (_, i) => new Uint8Array(10_000).fill(i));
+      const writes = parts.map((part) => client.write(part));
+      const received = readAllFast(server);
+      const closing = client.close();
+      await Promise.all(writes);
+      const got = await received;
+      equal(got.length, 200_000);
+      for (let i = 0; i < 20; i++) equal(got[i * 10_000 + 9_999], i);
+      await rejects(client.write(new Uint8Array(1)));
+      await server.close();
+      await closing;
+      await Promise.all([client.closed, server.closed]);
+    });
+
+    test("fast path: close() ends a pending read with null; one read at a time", async (h) => {
+      await h.listen();
+      const [client, server] = (await h.pair()).map(fast);
+      const pending = client.read();
+      await rejects(client.read(), TypeError);
+      const closing = client.close();
+      equal(await pending, null);
+      equal(await client.read(), null);
+      equal((await readAllFast(server)).length, 0);
+      await server.close();
+      await closing;
+      await client.closed;
+    });
+
+    test("fast path: abort() rejects a pending read and later writes with its reason", async (h) => {
+      await h.listen();
+      const [client, server] = (await h.pair()).map(fast);
+      const reason = new Error("enough");
+      const pending = client.read();
+      client.abort(reason);
+      await rejects(pending, (error) => error === reason);
+      await rejects(client.read(), (error) => error === reason);
+      await rejects(client.write(new Uint8Array(1)), (error) => error === reason);
+      await client.closed;
+      const outcome = await within(server.read(), 2_000);
+      ok(outcome !== "stall", "the peer notices the abort");
+      if (h.t.abortIsError) ok("error" in outcome, "the peer reads an error");
+      else ok("error" in outcome || outcome.value === null, "the peer reads the end or an error");
+    });
+
+    test("fast path: a writer cannot run far ahead of a reader that stopped", async (h) => {
+      await h.listen();
+      const [client, server] = (await h.pair()).map(fast);
+      const chunk = new Uint8Array(64 * 1024);
+      let written = 0;
+      let stalled: Promise<void> | undefined;
+      while (written <= 4 * h.t.maxAhead) {
+        const write = client.write(chunk);
+        const result = await within(write, 150);
+        if (result === "stall") {
+          stalled = write;
+          break;
+        }
+        if ("error" in result) break;
+        written += chunk.length;
+      }
+      ok(written <= h.t.maxAhead, `the writer got ${written} bytes ahead, at most ${h.t.maxAhead} allowed`);
+      if (h.t.backpressure === "block") {
+        ok(stalled, "the write stalls");
+        // Once the reader reads again, the stalled write goes through.
+        let read = 0;
+        while (read < written + chunk.length) read += (await server.read())!.length;
+        await stalled;
+      }
+    });
+  }
 
   test("dialing an address nobody listens on fails with a DialError naming it", async (h) => {
     const addr = await h.t.deadAddr();

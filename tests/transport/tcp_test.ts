@@ -23,6 +23,7 @@ runTransportSuite("tcp", () => ({
   backpressure: "block",
   // The kernel's socket buffers on loopback grow to a few MiB each way.
   maxAhead: 32 * MiB,
+  fastPath: true,
 }));
 
 Deno.test("tcp: both ends report each other's addresses", async () => {
