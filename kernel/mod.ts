@@ -97,6 +97,29 @@ export {
   type StreamHandler,
 } from "./peers/manager.ts";
 export { type HostPort, parseHostPort, resolveDataDir } from "./node/config.ts";
+export {
+  type Clock,
+  type HealthStatus,
+  type Service,
+  SERVICE_STATES,
+  type ServiceContext,
+  type ServiceState,
+  type ServiceStatus,
+  Supervisor,
+  type SupervisorOptions,
+} from "./runtime/supervisor.ts";
+export {
+  BUILTIN_PREFIX,
+  CAPABILITY_KINDS,
+  type CapabilityKind,
+  type HealthOptions,
+  isBuiltin,
+  parseManifest,
+  type RestartOptions,
+  type ServiceManifest,
+} from "./runtime/manifest.ts";
+export { type WorkerService, workerService, type WorkerServiceOptions } from "./runtime/worker_service.ts";
+export { type LoadedManifests, loadServiceManifests } from "./runtime/loader.ts";
 export { type ApiHandler, type AppOptions, createApp } from "./api/app.ts";
 export type { ApiContext, ApiEnv } from "./api/context.ts";
 export { type AuthLimits, FailureLimiter } from "./api/auth.ts";

@@ -78,8 +78,48 @@ const RestartSchema = z.strictObject({
   budget: BudgetSchema.default({ maxRestarts: 5, windowMs: 60_000 }),
 });
 
-/** The schema of a service manifest (zod, strict). */
-export const ManifestSchema = z.strictObject({
+/** How a service's health is checked. */
+export interface HealthOptions {
+  /** Milliseconds between checks (the first runs right after the start). */
+  intervalMs: number;
+  /** A check that takes longer fails. */
+  timeoutMs: number;
+  /** Failed checks in a row that make the service `unhealthy`. */
+  failureThreshold: number;
+  /** Passed checks in a row that make an `unhealthy` service `running` again. */
+  successThreshold: number;
+}
+
+/** When and how a service is restarted. */
+export interface RestartOptions {
+  /** `on-failure`: after crashes; `always`: after clean exits too; `never`. */
+  policy: "always" | "on-failure" | "never";
+  /** The wait before restart n (from 0): `initialMs * multiplier^n`, at most `maxMs`, plus up to 10 % jitter. */
+  backoff: { initialMs: number; maxMs: number; multiplier: number };
+  /** At most `maxRestarts` restarts inside any `windowMs`; then the service is `failed`. */
+  budget: { maxRestarts: number; windowMs: number };
+}
+
+/** A validated manifest, defaults filled in. */
+export interface ServiceManifest {
+  /** Unique name: 1 to 63 of `a-z 0-9 -`, starting with a letter. */
+  name: string;
+  /** Semantic version. */
+  version: string;
+  /** `builtin:ID`, or the module to run (a path or `file:` URL). */
+  entry: string;
+  /** Names of the services that must run first. */
+  dependencies: string[];
+  /** The capabilities requested (`net`, `read:/srv`, ...). */
+  capabilities: string[];
+  /** The health check, if any. */
+  health?: HealthOptions;
+  /** The restart policy. */
+  restart: RestartOptions;
+}
+
+// The schema of a service manifest (zod, strict).
+const ManifestSchema = z.strictObject({
   name: z.string().regex(NAME, {
     message: 'Use 1 to 63 lowercase letters, digits or "-", starting with a letter',
   }),
@@ -98,17 +138,11 @@ export const ManifestSchema = z.strictObject({
   path: ["dependencies"],
 });
 
-/** A validated manifest, defaults filled in. */
-export type ServiceManifest = z.output<typeof ManifestSchema>;
+// The schema's output must stay assignable to the declared interface.
+const _sameShape = (m: z.output<typeof ManifestSchema>): ServiceManifest => m;
 
-/** A manifest as written: optional fields may be left out. */
+/** A manifest as written: optional fields may be left out (for callers that build one in code). */
 export type ServiceManifestInput = z.input<typeof ManifestSchema>;
-
-/** How a service's health is checked. */
-export type HealthOptions = NonNullable<ServiceManifest["health"]>;
-
-/** When and how a service is restarted. */
-export type RestartOptions = ServiceManifest["restart"];
 
 /**
  * Validates a manifest and fills in its defaults.

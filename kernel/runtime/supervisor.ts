@@ -125,11 +125,17 @@ export interface HealthStatus {
 
 /** One service as {@linkcode Supervisor.list} reports it. */
 export interface ServiceStatus {
+  /** The manifest's name. */
   name: string;
+  /** The manifest's version. */
   version: string;
+  /** The manifest's entry: `builtin:ID` or a module. */
   entry: string;
+  /** The services it needs running first. */
   dependencies: string[];
+  /** The capabilities it was granted. */
   capabilities: string[];
+  /** Its state now. */
   state: ServiceState;
   /** When it entered its state. */
   since: number;
@@ -143,6 +149,7 @@ export interface ServiceStatus {
   lastError?: string;
   /** When the next restart is due, in `backoff`. */
   nextRestartAt?: number;
+  /** The results of its health checks. */
   health: HealthStatus;
 }
 
