@@ -11,7 +11,7 @@ async function stateOf(node: { api(path: string): Promise<Response> }) {
 /** Follows `nzcore events --json` of a node until `until` holds for the text seen. */
 function follow(dataDir: string) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [...PROFILE, join(ROOT, "main.ts"), "--data-dir", dataDir, "events", "--json", "--types", "peer."],
+    args: [...PROFILE, join(ROOT, "main.ts"), "--data-dir", dataDir, "events", "--json", "--types", "peer.,token."],
     cwd: ROOT,
     env: { NO_COLOR: "1" },
     stdout: "piped",
@@ -19,14 +19,23 @@ function follow(dataDir: string) {
   }).spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let seen = "";
+  // A read outlives a timed-out wait: the next wait takes it over, so no chunk is lost.
+  let pending: Promise<ReadableStreamReadResult<string>> | undefined;
   return {
     async until(test: (text: string) => boolean, timeoutMs = 15_000): Promise<string> {
       const deadline = Date.now() + timeoutMs;
       while (!test(seen)) {
-        if (Date.now() > deadline) throw new Error(`Timed out; events so far:\n${seen}`);
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`The follower ended; events so far:\n${seen}`);
-        seen += value;
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`Timed out; events so far:\n${seen}`);
+        pending ??= reader.read();
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const timeout = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), left)));
+        const next = await Promise.race([pending, timeout]);
+        clearTimeout(timer);
+        if (next === "timeout") throw new Error(`Timed out; events so far:\n${seen}`);
+        pending = undefined;
+        if (next.done) throw new Error(`The follower ended; events so far:\n${seen}`);
+        seen += next.value;
       }
       return seen;
     },
@@ -50,7 +59,12 @@ Deno.test("two node processes connect over TCP and WebSocket, send messages, and
   match(tcpB, /^tcp:\/\/127\.0\.0\.1:\d+$/);
   const events = follow(dirB.path);
   try {
-    // The follower is subscribed once it prints anything; the connect below is its first event.
+    // The follower starts in its own process: wait until it is subscribed (it reports a token created for that).
+    for (let i = 0; i < 100; i++) {
+      const r = await b.api("/v1/tokens", { method: "POST", body: JSON.stringify({ name: `probe${i}` }) });
+      await r.body?.cancel();
+      if (await events.until((t) => t.includes('"token.created"'), 200).then(() => true, () => false)) break;
+    }
     const connected = await cli(["--data-dir", dirA.path, "connect", tcpB, "--peer", sb.identity.did]);
     equal(connected.code, 0, connected.stderr);
     ok(connected.stdout.includes(sb.identity.did));
