@@ -42,6 +42,20 @@ const BATCH_BUFFER_SIZE = 320 * 1024;
 /** Batch buffers kept for reuse, shared by every connection of the process (an idle connection holds none). */
 const BATCH_POOL_MAX = 8;
 const batchPool: Uint8Array[] = [];
+/** Batches up to this size are copied into a buffer of their own size instead. */
+const SMALL_BATCH = 16 * 1024;
+
+/**
+ * A frame that spans transport reads is copied together into a buffer of
+ * this size from a pool shared by every connection (larger frames get a
+ * buffer of their own); the buffer goes back to the pool when the next frame
+ * is read, as a frame is valid only until then. Holds the channel's frames
+ * (at most 65,535 bytes).
+ */
+const ASSEMBLY_BUFFER_SIZE = 64 * 1024;
+/** Assembly buffers kept for reuse; an idle connection holds none. */
+const ASSEMBLY_POOL_MAX = 8;
+const assemblyPool: Uint8Array[] = [];
 
 /**
  * Whole frames in and out. Structurally the same as `FrameIO` of
@@ -52,8 +66,10 @@ export interface FrameStream {
    * The next frame, or `null` when the peer closed cleanly between frames.
    * Rejects with {@linkcode ProtocolError} when the stream ends inside a frame,
    * {@linkcode FrameTooLargeError} when a length is above `maxFrameSize`, or
-   * the connection's error when it broke. The frame may be a view into a
-   * larger buffer; it is never reused.
+   * the connection's error when it broke. The frame may be a view into the
+   * transport's read buffer: it is valid until the next frame is read (the
+   * next `read()` call), after which its bytes may be overwritten; copy what
+   * you keep.
    */
   read(): Promise<Uint8Array | null>;
   /** Sends one frame; resolves once the transport took it (backpressure). */
@@ -98,6 +114,8 @@ class FramedDuplex implements FrameStream {
   #ended = false;
   #failure: { error: unknown } | null = null;
   #reading: Promise<unknown> = Promise.resolve();
+  /** The pooled buffer that holds the frame handed out last, if it was assembled in one. */
+  #lent: Uint8Array | null = null;
 
   constructor(duplex: Duplex, maxFrameSize: number) {
     this.#duplex = duplex;
@@ -125,6 +143,11 @@ class FramedDuplex implements FrameStream {
   }
 
   async #readFrame(): Promise<Uint8Array | null> {
+    // The previous frame is no longer the caller's: its buffer can take another.
+    if (this.#lent) {
+      if (assemblyPool.length < ASSEMBLY_POOL_MAX) assemblyPool.push(this.#lent);
+      this.#lent = null;
+    }
     if (this.#failure) throw this.#failure.error;
     if (this.#ended) return null;
     try {
@@ -157,8 +180,8 @@ class FramedDuplex implements FrameStream {
 
   /**
    * Takes the next `n` bytes: a view of the current chunk when it holds them
-   * all, else a copy into `into` (or a new buffer). Resolves `null` if the
-   * stream ends before the first byte; rejects if it ends after it.
+   * all, else a copy into `into` (or an assembly buffer). Resolves `null` if
+   * the stream ends before the first byte; rejects if it ends after it.
    */
   async #take(n: number, into: Uint8Array | null): Promise<Uint8Array | null> {
     const available = this.#chunk.length - this.#offset;
@@ -167,7 +190,15 @@ class FramedDuplex implements FrameStream {
       this.#offset += n;
       return this.#chunk.subarray(start, start + n);
     }
-    const out = into ?? new Uint8Array(n);
+    let out = into;
+    if (out === null) {
+      if (n <= ASSEMBLY_BUFFER_SIZE) {
+        this.#lent = assemblyPool.pop() ?? new Uint8Array(ASSEMBLY_BUFFER_SIZE);
+        out = this.#lent.subarray(0, n);
+      } else {
+        out = new Uint8Array(n);
+      }
+    }
     let filled = 0;
     if (available > 0) {
       out.set(this.#chunk.subarray(this.#offset));
@@ -242,7 +273,9 @@ class FramedDuplex implements FrameStream {
       total += FRAME_HEADER_SIZE + length;
     }
     if (total === 0) return;
-    const pooled = total <= BATCH_BUFFER_SIZE;
+    // A small batch (a PONG, a WINDOW_UPDATE) gets a buffer of its own size: when every idle connection answers its
+    // keep-alive at once, they would otherwise each take a pooled-size buffer.
+    const pooled = total > SMALL_BATCH && total <= BATCH_BUFFER_SIZE;
     const buffer = pooled ? batchPool.pop() ?? new Uint8Array(BATCH_BUFFER_SIZE) : new Uint8Array(total);
     let offset = 0;
     for (const parts of frames) {

@@ -22,7 +22,9 @@
  * A transport may also offer {@linkcode Duplex.read} and {@linkcode Duplex.write}:
  * the same bytes without web streams (no stream objects, no promise per queued
  * chunk), for a single consumer such as `createFrameIO`. Use either those or
- * `readable`/`writable` on one connection, never both.
+ * `readable`/`writable` on one connection, never both. Unlike the readable's,
+ * a chunk from `read()` is lent: the transport may read the next bytes into the
+ * same buffer, so it is valid only until the next `read()`; copy what you keep.
  */
 export interface Duplex {
   /** Bytes from the peer; ends when the peer closes its side, errors when the connection breaks or is aborted. */
@@ -34,8 +36,9 @@ export interface Duplex {
   readonly writable: WritableStream<Uint8Array>;
   /**
    * Optional fast path: the next chunk from the peer, or `null` once the peer closed its side (or `close()` was
-   * called). One read at a time: a second call while one is pending rejects with `TypeError`. Rejects as
-   * `readable` errors (a broken connection, or the reason given to `abort()`). Not to be mixed with `readable`.
+   * called). The chunk is valid until the next `read()` call, which may reuse its buffer. One read at a time: a
+   * second call while one is pending rejects with `TypeError`. Rejects as `readable` errors (a broken connection,
+   * or the reason given to `abort()`). Not to be mixed with `readable`.
    */
   read?(): Promise<Uint8Array | null>;
   /**

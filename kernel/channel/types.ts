@@ -11,7 +11,10 @@
  * tests build in-memory pairs.
  */
 export interface FrameIO {
-  /** The next frame, or `null` when the peer closed cleanly. Rejects when the connection broke or a frame is too long. */
+  /**
+   * The next frame, or `null` when the peer closed cleanly. Rejects when the connection broke or a frame is too long.
+   * The frame is valid until the next `read()` call (it may be a view into a reused read buffer); copy what you keep.
+   */
   read(): Promise<Uint8Array | null>;
   /** Sends one frame; resolves once the transport took it (backpressure). */
   write(frame: Uint8Array): Promise<void>;

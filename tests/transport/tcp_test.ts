@@ -134,3 +134,28 @@ Deno.test("tcp: close() with unread bytes from the peer still delivers everythin
   aWriter.releaseLock();
   await a.close();
 });
+
+Deno.test("tcp: chunks of readable are never rewritten by later reads (read() lends its chunks, readable does not)", async () => {
+  const tcp = new TcpTransport();
+  const accepted = Promise.withResolvers<Duplex>();
+  await using listener = await tcp.listen("tcp://127.0.0.1:0", { onConnection: accepted.resolve });
+  const client = await tcp.dial(listener.addr);
+  const server = await accepted.promise;
+  const data = Uint8Array.from({ length: 4 * MiB + 17 }, (_, i) => (i * 7919) >>> 5);
+  const sending = (async () => {
+    // Writes of every size, so that reads both fill the buffer (it grows) and leave it mostly empty (copied).
+    for (let offset = 0, size = 1; offset < data.length; offset += size, size = (size * 3) % 300_001 + 1) {
+      await client.write!(data.subarray(offset, Math.min(offset + size, data.length)));
+    }
+    await client.close();
+  })();
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of server.readable) chunks.push(chunk); // kept as they are, not copied
+  await Promise.all([sending, server.close()]);
+  let offset = 0;
+  for (const chunk of chunks) {
+    ok(chunk.every((byte, i) => byte === data[offset + i]), `the chunk at ${offset} is intact`);
+    offset += chunk.length;
+  }
+  equal(offset, data.length);
+});
