@@ -17,6 +17,7 @@
 import type { CryptoProvider } from "../crypto/provider.ts";
 import { ChannelCipher } from "./cipher.ts";
 import {
+  AUTO_WINDOW_BUDGET,
   COPY_THRESHOLD,
   DEFAULT_CLOSE_TIMEOUT_MS,
   DEFAULT_COUNTER_LIMIT,
@@ -326,6 +327,10 @@ export class Channel implements AsyncIterable<Stream> {
   #closeDeadline = Infinity;
   #reassemblyLeft: number;
   #starving = new Set<number>();
+  /** What streams may still add to their receive windows (auto-tuning). */
+  #windowBudget = AUTO_WINDOW_BUDGET;
+  /** Smoothed round-trip time of ping() in milliseconds (0: none yet). */
+  #rtt = 0;
 
   #stats = { bytesSent: 0, bytesReceived: 0, framesSent: 0, framesReceived: 0, rekeys: 0 };
 
@@ -449,6 +454,16 @@ export class Channel implements AsyncIterable<Stream> {
     return {
       maxMessageSize,
       receiveWindow,
+      now: () => this.#clock.now(),
+      rtt: () => this.#rtt,
+      growWindow: (bytes) => {
+        const granted = Math.min(bytes, this.#windowBudget);
+        this.#windowBudget -= granted;
+        return granted;
+      },
+      shrinkWindow: (bytes) => {
+        this.#windowBudget += bytes;
+      },
       queueData: (streamId, payload, flags, done) => {
         this.#queue({ type: FrameType.DATA, flags, streamId, payload, done });
       },
@@ -993,7 +1008,9 @@ export class Channel implements AsyncIterable<Stream> {
         const ping = this.#pings.get(seq);
         if (ping) {
           this.#pings.delete(seq);
-          ping.resolve(performance.now() - ping.sent);
+          const rtt = performance.now() - ping.sent;
+          this.#rtt = this.#rtt === 0 ? rtt : 0.875 * this.#rtt + 0.125 * rtt; // RFC 6298 section 2
+          ping.resolve(rtt);
         }
         return;
       }

@@ -156,6 +156,24 @@ export const DEFAULT_MAX_STREAMS = 128;
  */
 export const DEFAULT_RECEIVE_WINDOW: number = 1 * MIB;
 /**
+ * Receive-window auto-tuning (a local policy; section "Flow control"): a
+ * stream whose application reads half its window within about two round
+ * trips doubles its window, up to this. Past about 16 MiB per stream a
+ * single stream gains nothing on loopback.
+ */
+export const AUTO_WINDOW_MAX: number = 16 * MIB;
+/**
+ * What all of a channel's streams may add to their windows together: the
+ * most auto-tuning adds to what a peer can make a channel buffer.
+ */
+export const AUTO_WINDOW_BUDGET: number = 32 * MIB;
+/**
+ * The round-trip time auto-tuning assumes at least: a loopback ping measures
+ * a fraction of a millisecond when idle, while a WINDOW_UPDATE of a busy
+ * stream takes longer to reach the sender and take effect.
+ */
+export const AUTO_WINDOW_MIN_RTT_MS: number = 5 * MILLISECOND;
+/**
  * The highest counter this implementation uses: counters are doubles, exact
  * up to 2^53. At a million frames a second it lasts 285 years.
  */

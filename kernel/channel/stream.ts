@@ -9,7 +9,16 @@
  */
 
 import { ChannelError } from "./errors.ts";
-import { ErrorCode, FLAG_END_OF_MESSAGE, FLAG_FIN, INITIAL_WINDOW, MAX_WINDOW, SEND_PIECE } from "./constants.ts";
+import {
+  AUTO_WINDOW_MAX,
+  AUTO_WINDOW_MIN_RTT_MS,
+  ErrorCode,
+  FLAG_END_OF_MESSAGE,
+  FLAG_FIN,
+  INITIAL_WINDOW,
+  MAX_WINDOW,
+  SEND_PIECE,
+} from "./constants.ts";
 import { failureOfCode } from "./frame.ts";
 
 /** Callbacks that settle a queued record: `resolve` once it is sealed, `reject` when it is dropped. */
@@ -24,8 +33,19 @@ export interface Settle {
 export interface StreamHost {
   /** The largest message this side sends or accepts, in bytes. */
   readonly maxMessageSize: number;
-  /** The receive window this side grants per stream (at least INITIAL_WINDOW). */
+  /** The receive window this side grants per stream at first (at least INITIAL_WINDOW). */
   readonly receiveWindow: number;
+  /** The channel's clock, in milliseconds. */
+  now(): number;
+  /** The smoothed round-trip time of the channel's pings in milliseconds, or 0 before the first one. */
+  rtt(): number;
+  /**
+   * Takes up to `bytes` from the channel's budget for grown receive windows; returns how many it got (0 when the
+   * budget is spent).
+   */
+  growWindow(bytes: number): number;
+  /** Gives window growth back to the budget (the stream ended). */
+  shrinkWindow(bytes: number): void;
   /** Queues a DATA record behind everything queued before (with `done` settled when it is sealed or dropped). */
   queueData(streamId: number, payload: Uint8Array, flags: number, done?: Settle): void;
   /** Queues a WINDOW_UPDATE ahead of DATA. */
@@ -96,7 +116,11 @@ export class Stream implements AsyncIterable<Uint8Array> {
   #finQueued = false;
   #closeRequested = false;
 
-  // Receive side. recvCredit + buffered + unacked === receiveWindow + borrowed (section "Flow control").
+  // Receive side. recvCredit + buffered + unacked === window + borrowed (section "Flow control").
+  #window: number;
+  /** When the current auto-tuning epoch began, and the bytes the application read since. */
+  #epochStart: number;
+  #epochRead = 0;
   #recvCredit = INITIAL_WINDOW;
   #unacked = 0;
   #borrowed = 0;
@@ -123,7 +147,8 @@ export class Stream implements AsyncIterable<Uint8Array> {
     this.id = id;
     this.#host = host;
     // The extra window over INITIAL_WINDOW is granted by a WINDOW_UPDATE the channel queues at open.
-    this.#recvCredit = host.receiveWindow;
+    this.#recvCredit = this.#window = host.receiveWindow;
+    this.#epochStart = host.now();
     attach({
       data: (payload, flags) => this.#onData(payload, flags),
       windowUpdate: (increment) => this.#onWindowUpdate(increment),
@@ -392,6 +417,7 @@ export class Stream implements AsyncIterable<Uint8Array> {
         });
       }
       this.#finReceived = true;
+      this.#releaseWindow();
       for (const reader of this.#readers.splice(0)) reader.resolve(null);
       this.#maybeFinished();
     }
@@ -415,6 +441,7 @@ export class Stream implements AsyncIterable<Uint8Array> {
       this.#host.repay(repay);
     }
     this.#unacked += bytes - repay;
+    this.#epochRead += bytes;
     this.#maybeUpdate();
   }
 
@@ -456,10 +483,40 @@ export class Stream implements AsyncIterable<Uint8Array> {
   /** Sends a WINDOW_UPDATE once half a window is owed (or the peer has nothing left and something is owed). */
   #maybeUpdate(): void {
     if (this.#unacked === 0 || this.#finReceived || this.#error) return;
-    if (this.#unacked < this.#host.receiveWindow / 2 && this.#recvCredit > 0) return;
-    this.#recvCredit += this.#unacked;
-    this.#host.queueWindowUpdate(this.id, this.#unacked);
+    if (this.#unacked < this.#window / 2 && this.#recvCredit > 0) return;
+    const increment = this.#unacked + this.#autoTune();
+    this.#recvCredit += increment;
+    this.#host.queueWindowUpdate(this.id, increment);
     this.#unacked = 0;
+  }
+
+  /**
+   * Receive-window auto-tuning, as quic-go does it (a local policy: the peer only sees larger WINDOW_UPDATEs).
+   * When the application read half the window or more within about two round trips, the window, not the reader,
+   * limits the stream: it doubles, up to AUTO_WINDOW_MAX, with the growth drawn from the channel's budget.
+   * Returns the growth to grant now.
+   */
+  #autoTune(): number {
+    const read = this.#epochRead;
+    if (read < this.#window / 2) return 0;
+    const now = this.#host.now();
+    const rtt = Math.max(this.#host.rtt(), AUTO_WINDOW_MIN_RTT_MS);
+    let grow = 0;
+    if (now - this.#epochStart < 4 * (read / this.#window) * rtt && this.#window < AUTO_WINDOW_MAX) {
+      grow = this.#host.growWindow(Math.min(this.#window, AUTO_WINDOW_MAX - this.#window));
+      this.#window += grow;
+    }
+    this.#epochStart = now;
+    this.#epochRead = 0;
+    return grow;
+  }
+
+  /** Gives the window's growth back to the channel's budget: nothing more will be received. */
+  #releaseWindow(): void {
+    const grown = this.#window - this.#host.receiveWindow;
+    if (grown <= 0) return;
+    this.#window = this.#host.receiveWindow;
+    this.#host.shrinkWindow(grown);
   }
 
   // -------------------------------------------------------------------------
@@ -487,6 +544,7 @@ export class Stream implements AsyncIterable<Uint8Array> {
   #terminate(error: ChannelError, keep: boolean): void {
     this.#error = error;
     this.#forgotten = true;
+    this.#releaseWindow();
     if (!keep) {
       this.#messages = [];
     }

@@ -9,7 +9,7 @@ import { deepStrictEqual as eql, ok, rejects } from "node:assert/strict";
 import { utf8 } from "../../../kernel/bytes.ts";
 import { ChannelCipher } from "../../../kernel/channel/cipher.ts";
 import { type ChannelOptions, openChannel } from "../../../kernel/channel/channel.ts";
-import { ErrorCode, FrameType, INITIAL_WINDOW, KIB, MIB } from "../../../kernel/channel/constants.ts";
+import { AUTO_WINDOW_MAX, ErrorCode, FrameType, INITIAL_WINDOW, KIB, MIB } from "../../../kernel/channel/constants.ts";
 import { ChannelError } from "../../../kernel/channel/errors.ts";
 import {
   type ChannelRecord,
@@ -626,4 +626,59 @@ Deno.test("ping() resolves with the round-trip time once the peer answers, and r
   await rejects(a.channel.ping(), ChannelError);
   await b.channel.closed;
   await rejects(b.channel.ping(), ChannelError);
+});
+
+/** Sends 64 KiB messages on `s` until they stop going out; returns how many bytes went out unread. */
+async function pushUntilBlocked(s: Stream, limit: number): Promise<{ sent: number; sends: Promise<void>[] }> {
+  const sends: Promise<void>[] = [];
+  let sent = 0;
+  for (let i = 0; i < limit / (64 * KIB); i++) {
+    const send = s.send(new Uint8Array(64 * KIB));
+    sends.push(send);
+    send.then(() => sent += 64 * KIB, () => {});
+  }
+  await settle(40);
+  return { sent, sends };
+}
+
+Deno.test("a stream whose reader keeps up grows its receive window; a reader that then stalls stops it there", async () => {
+  // The fake clock stands still: every half window is read "within two round trips", as on a fast link.
+  const { a, b } = channelPair();
+  const s = await a.channel.openStream();
+  const sending = (async () => {
+    for (let i = 0; i < 256; i++) await s.send(new Uint8Array(64 * KIB));
+  })();
+  const r = (await b.channel.accept())!;
+  for (let i = 0; i < 256; i++) await r.receive();
+  await sending;
+  const { sent, sends } = await pushUntilBlocked(s, 2 * AUTO_WINDOW_MAX);
+  ok(sent > 4 * MIB, `the grown window let ${sent} bytes through unread, the default window is ${MIB}`);
+  ok(sent <= AUTO_WINDOW_MAX, `${sent} bytes unread, at most AUTO_WINDOW_MAX ${AUTO_WINDOW_MAX}`);
+  ok(await pending(sends.at(-1)!), "the sender waits for the stalled reader");
+  s.reset();
+  await closeBoth(a, b);
+});
+
+Deno.test("a reader that never reads, or reads slowly, keeps the default receive window", async () => {
+  const { a, b, clock } = channelPair();
+  const stalled = await a.channel.openStream();
+  const first = await pushUntilBlocked(stalled, 4 * MIB);
+  ok(first.sent <= MIB, `a stalled reader let ${first.sent} bytes through, window ${MIB}`);
+  // A slow reader: a second between messages is no window-limited link.
+  const slow = await a.channel.openStream();
+  const sending = (async () => {
+    for (let i = 0; i < 64; i++) await slow.send(new Uint8Array(64 * KIB));
+  })();
+  await b.channel.accept();
+  const r = (await b.channel.accept())!;
+  for (let i = 0; i < 64; i++) {
+    await r.receive();
+    await clock.advance(1_000);
+  }
+  await sending;
+  const second = await pushUntilBlocked(slow, 4 * MIB);
+  ok(second.sent <= MIB, `a slow reader let ${second.sent} bytes through, window ${MIB}`);
+  stalled.reset();
+  slow.reset();
+  await closeBoth(a, b);
 });
