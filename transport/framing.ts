@@ -50,9 +50,9 @@ const SMALL_BATCH = 16 * 1024;
  * this size from a pool shared by every connection (larger frames get a
  * buffer of their own); the buffer goes back to the pool when the next frame
  * is read, as a frame is valid only until then. Holds the channel's frames
- * (at most 65,535 bytes).
+ * (at most 128 KiB).
  */
-const ASSEMBLY_BUFFER_SIZE = 64 * 1024;
+const ASSEMBLY_BUFFER_SIZE = 128 * 1024;
 /** Assembly buffers kept for reuse; an idle connection holds none. */
 const ASSEMBLY_POOL_MAX = 8;
 const assemblyPool: Uint8Array[] = [];

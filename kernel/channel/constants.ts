@@ -28,8 +28,11 @@ export const GIB: number = 1024 * MIB;
 export const TAG_LEN = 16;
 /** ChaCha20-Poly1305 nonce length: 4 zero bytes || LE64(counter) (section "Sealed frames", Noise section 12.3). */
 export const NONCE_LEN = 12;
-/** The largest sealed frame, tag included: the Noise message limit (Noise section 3), so any Noise transport carries it. */
-export const MAX_FRAME_LEN = 65_535;
+/**
+ * The largest sealed frame, tag included: 128 KiB, so a 64 KiB application message travels in one frame with its
+ * record header (above the Noise message limit of 65,535 bytes, which binds only the handshake).
+ */
+export const MAX_FRAME_LEN = 131_072;
 /** The largest plaintext of one sealed frame. */
 export const MAX_PLAINTEXT_LEN: number = MAX_FRAME_LEN - TAG_LEN;
 

@@ -159,7 +159,7 @@ class End implements TestFrameIO {
  */
 export function framePair(options: FramePairOptions = {}): [TestFrameIO, TestFrameIO] {
   const capacity = options.capacity ?? 8;
-  const maxFrameSize = options.maxFrameSize ?? 65_535 + 64;
+  const maxFrameSize = options.maxFrameSize ?? 131_072 + 64;
   const ab = new Pipe(capacity), ba = new Pipe(capacity);
   const a = new End(maxFrameSize, ba, ab), b = new End(maxFrameSize, ab, ba);
   return [a, b];
@@ -187,7 +187,7 @@ export function scriptedFrameIO(frames: readonly Uint8Array[], options: Scripted
   const written: Uint8Array[] = [];
   const stalled: Waiter<Uint8Array | null>[] = [];
   const io = {
-    maxFrameSize: options.maxFrameSize ?? 65_535 + 64,
+    maxFrameSize: options.maxFrameSize ?? 131_072 + 64,
     written,
     closed: false,
     aborted: false,

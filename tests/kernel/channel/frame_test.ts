@@ -61,7 +61,7 @@ Deno.test("decodeFrame() refuses lengths that do not add up with frame_size_erro
   const data = encodeFrame([rec(FrameType.DATA, 1, utf8("hello"))]);
   refuses(data.subarray(0, data.length - 1), "frame_size_error", /has length 5, only 4 left/);
   refuses(data.subarray(0, HEADER_LEN - 1), "frame_size_error", /header at offset 0 is 11 bytes/);
-  refuses(new Uint8Array(MAX_PLAINTEXT_LEN + 1), "frame_size_error", /expected <= 65519/);
+  refuses(new Uint8Array(MAX_PLAINTEXT_LEN + 1), "frame_size_error", new RegExp(`expected <= ${MAX_PLAINTEXT_LEN}`));
   refuses(encodeFrame([rec(FrameType.PING, 0, new Uint8Array(7))]), "frame_size_error", /PING payload is 7 bytes/);
   refuses(encodeFrame([rec(FrameType.OPEN, 1, new Uint8Array(1))]), "frame_size_error", /OPEN payload is 1 bytes/);
   refuses(encodeFrame([rec(FrameType.GOAWAY, 0, new Uint8Array(3))]), "frame_size_error", /GOAWAY payload is 3/);

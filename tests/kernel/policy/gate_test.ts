@@ -37,19 +37,24 @@ Deno.test("check() decides, caches, and records every decision in the signed log
   const again = await gate.check(req("plugin:x", "storage.write", "storage:k"));
   eql([again.outcome, again.cached], ["ALLOW", true]);
   const log = await records(gate);
-  // The repeat was made while the first entry still waited to be written: it is folded into it.
-  eql(log.map((e) => e.type), ["decision", "capability.granted", "decision"]);
-  const d = log[2].data;
+  // A repeat made while the previous entry still waits to be written is folded into it (count 2); under load the
+  // first may already be on disk, and the repeat gets an entry of its own. Either way every decision is there.
+  eql(log.slice(0, 2).map((e) => e.type), ["decision", "capability.granted"]);
+  const allowedEntries = log.slice(2);
+  ok(allowedEntries.every((e) => e.type === "decision"));
+  equal(allowedEntries.reduce((n, e) => n + (e.data.count as number), 0), 2);
+  const d = allowedEntries[0].data;
   eql(
-    [d.principal, d.action, d.resource, d.outcome, d.risk, d.policies, d.count],
-    ["plugin:x", "storage.write", "storage:k", "ALLOW", "low", ["granted"], 2],
+    [d.principal, d.action, d.resource, d.outcome, d.risk, d.policies],
+    ["plugin:x", "storage.write", "storage:k", "ALLOW", "low", ["granted"]],
   );
   equal(d.request, allowed.requestHash);
   const report = await gate.log.log.verify({ publicKeys: [t.identity.publicKey] });
   ok(report.ok, report.problems.join("; "));
   equal(report.checkpoints, 1);
+  const before = (await records(gate)).length;
   await t.gate.check(req("plugin:x", "storage.write", "storage:k"));
-  equal((await records(gate)).length, 4);
+  ok((await records(gate)).length > before || (await records(gate)).at(-1)!.data.count === 3);
 });
 
 Deno.test("revoking a grant invalidates the cached decision", async () => {
