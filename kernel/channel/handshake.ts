@@ -54,6 +54,7 @@
  * @module
  */
 
+import { abortable } from "../async.ts";
 import { assertBytes, timingSafeEqual, utf8, wipe } from "../bytes.ts";
 import { crypto as defaultCrypto } from "../crypto/default.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
@@ -344,28 +345,6 @@ function configure(io: FrameIO, options: HandshakeOptions): Config {
   };
 }
 
-/** Settles with `promise`, or rejects with the signal's reason once it aborts. */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    promise.catch(() => {});
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      },
-    );
-  });
-}
-
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -373,7 +352,7 @@ function describe(error: unknown): string {
 async function readMessage(io: FrameIO, signal: AbortSignal, number: number): Promise<Uint8Array> {
   let frame: Uint8Array | null;
   try {
-    frame = await raceAbort(io.read(), signal);
+    frame = await abortable(io.read(), signal);
   } catch (error) {
     if (signal.aborted) throw signal.reason;
     throw new HandshakeError("io", `Cannot read handshake message ${number}: ${describe(error)}`, { cause: error });
@@ -392,7 +371,7 @@ async function readMessage(io: FrameIO, signal: AbortSignal, number: number): Pr
 
 async function writeMessage(io: FrameIO, signal: AbortSignal, number: number, message: Uint8Array): Promise<void> {
   try {
-    await raceAbort(io.write(message), signal);
+    await abortable(io.write(message), signal);
   } catch (error) {
     if (signal.aborted) throw signal.reason;
     throw new HandshakeError("io", `Cannot write handshake message ${number}: ${describe(error)}`, { cause: error });
@@ -500,7 +479,7 @@ async function runResponder(
   await writeMessage(io, signal, 2, hs.writeMessage(accept));
   if (chosen === 0) {
     // Let message 2 reach the peer before the connection goes.
-    await raceAbort(io.close(), signal).catch(() => {});
+    await abortable(io.close(), signal).catch(() => {});
     throw noCommonVersion(config.versions, offered);
   }
   // -> s, se; Finish.

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { abortable } from "../async.ts";
 import { ChannelError } from "./errors.ts";
 import {
   AUTO_WINDOW_MAX,
@@ -205,7 +206,7 @@ export class Stream implements AsyncIterable<Uint8Array> {
         this.#throwIfUnsendable(signal);
         if (length > 0 && this.#sendCredit === 0) await this.#waitForCredit(signal);
         const space = this.#host.queueSpace();
-        if (space) await withSignal(space, signal);
+        if (space) await abortable(space, signal);
         this.#throwIfUnsendable(signal);
         const n = Math.min(this.#sendCredit, length - offset, SEND_PIECE);
         if (n === 0 && length > 0) continue; // credit was taken meanwhile; wait again
@@ -245,7 +246,7 @@ export class Stream implements AsyncIterable<Uint8Array> {
   }
 
   #waitForCredit(signal: AbortSignal | undefined): Promise<void> {
-    return withSignal(new Promise<void>((resolve, reject) => this.#creditWaiter = { resolve, reject }), signal, () => {
+    return abortable(new Promise<void>((resolve, reject) => this.#creditWaiter = { resolve, reject }), signal, () => {
       this.#creditWaiter = null;
     });
   }
@@ -337,7 +338,7 @@ export class Stream implements AsyncIterable<Uint8Array> {
     let waiter!: Waiter<Uint8Array | null>;
     const waiting = new Promise<Uint8Array | null>((resolve, reject) => waiter = { resolve, reject });
     this.#readers.push(waiter);
-    return withSignal(waiting, options.signal, () => {
+    return abortable(waiting, options.signal, () => {
       const i = this.#readers.indexOf(waiter);
       if (i >= 0) this.#readers.splice(i, 1);
     });
@@ -570,31 +571,4 @@ export class Stream implements AsyncIterable<Uint8Array> {
       this.#host.finished(this.id);
     }
   }
-}
-
-/** `promise`, rejected early with the signal's reason when it aborts (`cleanup` then runs). */
-function withSignal<T>(promise: Promise<T>, signal: AbortSignal | undefined, cleanup?: () => void): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted) {
-    cleanup?.();
-    promise.catch(() => {});
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => {
-      cleanup?.();
-      reject(signal.reason);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      },
-    );
-  });
 }

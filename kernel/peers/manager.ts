@@ -22,6 +22,7 @@
  * @module
  */
 
+import { abortable } from "../async.ts";
 import { fromUtf8, toHex, utf8 } from "../bytes.ts";
 import { base64 } from "@scure/base";
 import { ConflictError, NotFoundError } from "../errors.ts";
@@ -323,7 +324,7 @@ export class PeerManager {
       // that the peer accepted the session (a refusal arrives as its GOAWAY reason instead).
       let kept = session;
       try {
-        await raceSignal(session.channel.ping(), signal);
+        await abortable(session.channel.ping(), signal);
       } catch (error) {
         // A session that lost a simultaneous dial to the peer's own was closed for the winner: use that one.
         const winner = session.replaced ? this.#sessions.get(result.peer.nodeId) : undefined;
@@ -607,18 +608,6 @@ function strictUtf8(bytes: Uint8Array): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function raceSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => (signal.removeEventListener("abort", onAbort), resolve(value)),
-      (error) => (signal.removeEventListener("abort", onAbort), reject(error)),
-    );
-  });
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
