@@ -213,3 +213,60 @@ export async function hasProgram(name: string, args: string[] = ["--version"]): 
     throw error;
   }
 }
+
+/** A benchmark's server process, spoken to in lines: it prints one JSON line when ready, then answers commands. */
+export interface LineServer<Ready> {
+  /** The JSON of its first line. */
+  ready: Ready;
+  /** Sends `command` and parses the JSON line it answers. */
+  ask<T>(command: string): Promise<T>;
+  /** Closes its stdin (its cue to exit) and waits, killing it after 5 s. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Spawns `deno run -A --v8-flags=--expose-gc <module> <args>` as a {@linkcode LineServer}.
+ *
+ * @param module The server's module path.
+ * @param args Its arguments (e.g. `--serve`).
+ */
+export async function spawnLineServer<Ready>(module: string, args: string[]): Promise<LineServer<Ready>> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--v8-flags=--expose-gc", module, ...args],
+    cwd: PROJECT_ROOT,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  const nextLine = async (): Promise<string> => {
+    for (;;) {
+      const nl = buffered.indexOf("\n");
+      if (nl >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        return line;
+      }
+      const { done, value } = await lines.read();
+      if (done) throw new Error(`The benchmark server ${module} exited`);
+      buffered += value;
+    }
+  };
+  const ready = JSON.parse(await nextLine()) as Ready;
+  return {
+    ready,
+    async ask<T>(command: string): Promise<T> {
+      await writer.write(new TextEncoder().encode(command + "\n"));
+      return JSON.parse(await nextLine()) as T;
+    },
+    async stop() {
+      await writer.close().catch(() => {});
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await child.status;
+      clearTimeout(timer);
+      await lines.cancel().catch(() => {});
+    },
+  };
+}

@@ -35,7 +35,7 @@ import { PeerManager } from "../kernel/peers/manager.ts";
 import { EncryptedStore } from "../kernel/storage/encrypted_kv.ts";
 import { createFrameIO } from "../transport/framing.ts";
 import { TcpTransport } from "../transport/tcp.ts";
-import { median, round, table } from "./_bench_lib.ts";
+import { median, round, spawnLineServer, table } from "./_bench_lib.ts";
 import { type Libp2pFigures, runLibp2pBench } from "./bench_channels_libp2p.ts";
 import { type RawTcpFigures, runRawTcpBench } from "./bench_channels_raw.ts";
 
@@ -120,43 +120,8 @@ interface Server {
 }
 
 async function startServer(): Promise<Server> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--v8-flags=--expose-gc", fileURLToPath(import.meta.url), "--serve"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  const nextLine = async (): Promise<string> => {
-    for (;;) {
-      const nl = buffered.indexOf("\n");
-      if (nl >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        return line;
-      }
-      const { done, value } = await lines.read();
-      if (done) throw new Error("the nzcore bench server exited");
-      buffered += value;
-    }
-  };
-  const { address } = JSON.parse(await nextLine());
-  return {
-    address,
-    async ask(command) {
-      await writer.write(utf8(command + "\n"));
-      return JSON.parse(await nextLine());
-    },
-    async stop() {
-      await writer.close().catch(() => {});
-      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-      await child.status;
-      clearTimeout(timer);
-      await lines.cancel().catch(() => {});
-    },
-  };
+  const server = await spawnLineServer<{ address: string }>(fileURLToPath(import.meta.url), ["--serve"]);
+  return { address: server.ready.address, ask: (command) => server.ask(command), stop: () => server.stop() };
 }
 
 function percentile(xs: readonly number[], p: number): number {

@@ -22,7 +22,7 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { PROJECT_ROOT, round } from "./_bench_lib.ts";
+import { round, spawnLineServer } from "./_bench_lib.ts";
 
 /** The figures {@link runRawTcpBench} returns. */
 export interface RawTcpFigures {
@@ -182,44 +182,8 @@ interface RawServer {
 }
 
 async function startServer(): Promise<RawServer> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--v8-flags=--expose-gc", fileURLToPath(import.meta.url), "--serve"],
-    cwd: PROJECT_ROOT,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  const nextLine = async (): Promise<string> => {
-    while (true) {
-      const nl = buffered.indexOf("\n");
-      if (nl >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        return line;
-      }
-      const { done, value } = await lines.read();
-      if (done) throw new Error("the raw TCP server process exited");
-      buffered += value;
-    }
-  };
-  const ports = JSON.parse(await nextLine()) as ServerPorts;
-  return {
-    ports,
-    async ask(cmd) {
-      await writer.write(new TextEncoder().encode(cmd + "\n"));
-      return JSON.parse(await nextLine());
-    },
-    async stop() {
-      await writer.close().catch(() => {});
-      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-      await child.status;
-      clearTimeout(timer);
-      await lines.cancel().catch(() => {});
-    },
-  };
+  const server = await spawnLineServer<ServerPorts>(fileURLToPath(import.meta.url), ["--serve"]);
+  return { ports: server.ready, ask: (cmd) => server.ask(cmd), stop: () => server.stop() };
 }
 
 async function throughputOnce(port: number, total: number): Promise<number> {
