@@ -4,7 +4,8 @@
  *
  * Every request body is validated against its schema (unknown fields are
  * refused), bodies are limited to {@linkcode MAX_BODY_BYTES}, and every
- * route but `/v1/health` and `/v1/openapi.json` needs a bearer token.
+ * route but `/v1/health` and `/v1/openapi.json` needs a bearer token,
+ * `/v1/mcp` (the Model Context Protocol endpoint, `mcp.ts`) included.
  *
  * @module
  */
@@ -16,6 +17,7 @@ import { VERSION } from "../node/node.ts";
 import { bearerAuth, FailureLimiter } from "./auth.ts";
 import type { ApiContext, ApiEnv } from "./context.ts";
 import { errorResponse, onError } from "./errors.ts";
+import { MCP_PATH, mcpHandler } from "./mcp.ts";
 import { approvalRoutes } from "./routes/approvals.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -84,6 +86,7 @@ export function createApp(ctx: ApiContext, options: AppOptions = {}): ApiHandler
   serviceRoutes(app, ctx);
   approvalRoutes(app, ctx);
   eventRoutes(app, ctx);
+  app.all(MCP_PATH, mcpHandler(ctx));
 
   // Generated from the route definitions once, on first request.
   let openapi: unknown;

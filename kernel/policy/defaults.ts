@@ -26,6 +26,17 @@ permit (principal in Role::"owner", action, resource);
 permit (principal, action, resource)
 when { principal.granted };
 
+// Agents may read the node's state, its peers and its services (what an MCP client asks first); approvals and
+// everything else need a grant.
+@id("agent-read")
+@risk("low")
+@reason("agents may read the node's state, peers and services")
+permit (
+  principal is Agent,
+  action in [Action::"node.state", Action::"peer.list", Action::"service.list"],
+  resource
+);
+
 // Agents reach other nodes only with an operator's approval, grant or not.
 @id("agent-peer-send")
 @outcome("require_approval")

@@ -64,6 +64,11 @@ Deno.test("the default policies: admins do anything, others what they are grante
   const i = engine.evaluate(r("agent:a", "plugin.install", "plugin:x"), install);
   eql([i.outcome, i.risk], ["REQUIRE_APPROVAL", "high"]);
   equal(engine.evaluate(r("agent:a", "plugin.install", "plugin:x"), NONE).outcome, "DENY");
+  const read = engine.evaluate(r("agent:a", "node.state", "node:local"), NONE);
+  eql([read.outcome, read.policies], ["ALLOW", ["agent-read"]]);
+  equal(engine.evaluate(r("agent:a", "service.list", "service:*"), NONE).outcome, "ALLOW");
+  equal(engine.evaluate(r("agent:a", "approval.list", "approval:*"), NONE).outcome, "DENY");
+  equal(engine.evaluate(r("plugin:x", "node.state", "node:local"), NONE).outcome, "DENY");
   const adminPlugin: PrincipalFacts = { capabilities: ["role:admin"], granted: true, roles: ["admin"] };
   const exp = engine.evaluate(r("plugin:x", "identity.export", "identity:me"), adminPlugin);
   eql([exp.outcome, exp.risk, exp.policies], ["DENY", "critical", ["no-identity-export"]]);
