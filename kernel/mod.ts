@@ -120,6 +120,20 @@ export {
 } from "./runtime/manifest.ts";
 export { type WorkerService, workerService, type WorkerServiceOptions } from "./runtime/worker_service.ts";
 export { type LoadedManifests, loadServiceManifests } from "./runtime/loader.ts";
+export {
+  createSandbox,
+  HOST_FUNCTIONS,
+  type InstrumentedModule,
+  instrumentModule,
+  type InstrumentOptions,
+  type Sandbox,
+  type SandboxHost,
+  type SandboxKv,
+  SandboxLimitError,
+  SandboxLinkError,
+  type SandboxOptions,
+  type SandboxResult,
+} from "./runtime/wasm_sandbox.ts";
 export { type ApiHandler, type AppOptions, createApp } from "./api/app.ts";
 export type { ApiContext, ApiEnv } from "./api/context.ts";
 export { type AuthLimits, FailureLimiter } from "./api/auth.ts";

@@ -85,6 +85,7 @@ export class SandboxLimitError extends Error {
   /** Pages of memory at the end of the call. */
   readonly memoryPages: number;
 
+  /** Creates the error from the limit hit, a message, the fuel used, the pages in use and the trap as `cause`. */
   constructor(limit: "fuel" | "memory", message: string, fuelUsed: number, memoryPages: number, cause?: unknown) {
     super(message, { cause });
     this.name = "SandboxLimitError";
@@ -96,6 +97,7 @@ export class SandboxLimitError extends Error {
 
 /** A module the sandbox refuses: malformed, unsupported, over the memory limit, or importing what it is not granted. */
 export class SandboxLinkError extends Error {
+  /** Creates the error from a message naming what was refused. */
   constructor(message: string) {
     super(message);
     this.name = "SandboxLinkError";
@@ -314,7 +316,9 @@ function instrument(b: Binaryen, m: BModule, memoryLimit: number, initialFuel: n
 
 /** The synchronous key-value namespace behind `nz:kv`. */
 export interface SandboxKv {
+  /** The value at `key`, if any. */
   get(key: string): Uint8Array | undefined;
+  /** Stores `value` at `key`. */
   set(key: string, value: Uint8Array): void;
 }
 
