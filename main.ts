@@ -57,6 +57,22 @@ function formatApproval(a: ApprovalView): string {
   return `${a.id}  ${a.status.padEnd(8)} ${a.risk.padEnd(8)} ${who} ${what} (${when}): ${a.reasons.join("; ")}`;
 }
 
+interface GrantView {
+  principal: { type: string; id: string };
+  capabilities: string[];
+}
+
+const formatGrant = (g: GrantView) => `${g.principal.type}:${g.principal.id}  ${g.capabilities.join(" ") || "(none)"}`;
+
+/** `type:id` → a principal; the ID may itself hold colons. */
+function parsePrincipal(text: string): { type: string; id: string } {
+  const at = text.indexOf(":");
+  if (at <= 0 || at === text.length - 1) {
+    throw new RangeError(`Invalid principal "${text}": expected TYPE:ID, e.g. service:backup`);
+  }
+  return { type: text.slice(0, at), id: text.slice(at + 1) };
+}
+
 function passphraseOption(): Option {
   return new Option("--passphrase-env <NAME>", "environment variable holding the passphrase (must start with NZCORE_)");
 }
@@ -498,6 +514,60 @@ export function buildProgram(): Command {
         });
       });
   }
+
+  const policy = program.command("policy").description("the policy gate's Cedar policy set");
+  policy.command("show")
+    .description("print the active policy set (with --json: its text, policy IDs and the default set's IDs)")
+    .option("--json", "print JSON")
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const set = await client.request<{ policies: string; ids: string[] }>("GET", "/v1/policy");
+        print(set, !!opts.json, () => `// policies: ${set.ids.join(", ")}\n${set.policies.trimEnd()}`);
+      });
+    });
+  policy.command("set <file>")
+    .description("replace the policy set with the Cedar policies in a file (a set that does not load is refused)")
+    .action(async (file: string, _opts: unknown, command: Command) => {
+      const text = await Deno.readTextFile(file);
+      await withClient(command, async (client) => {
+        const loaded = await client.request<{ ids: string[] }>("PUT", "/v1/policy", { policies: text });
+        console.log(`Loaded ${loaded.ids.length} policies: ${loaded.ids.join(", ")}`);
+      });
+    });
+  policy.command("reset")
+    .description("return to the default policy set")
+    .action(async (_opts: unknown, command: Command) => {
+      await withClient(command, async (client) => {
+        const loaded = await client.request<{ ids: string[] }>("POST", "/v1/policy/reset");
+        console.log(`Loaded the default policies: ${loaded.ids.join(", ")}`);
+      });
+    });
+
+  for (const verb of ["grant", "revoke"] as const) {
+    program.command(`${verb} <principal> <capability>`)
+      .description(
+        verb === "grant"
+          ? "grant a capability (an action, AREA.*, * or role:NAME) to a principal TYPE:ID"
+          : "revoke a capability from a principal TYPE:ID",
+      )
+      .option("--json", "print JSON")
+      .action(async (principal: string, capability: string, opts: { json?: boolean }, command: Command) => {
+        const body = { principal: parsePrincipal(principal), capability };
+        await withClient(command, async (client) => {
+          const g = await client.request<GrantView>(verb === "grant" ? "POST" : "DELETE", "/v1/capabilities", body);
+          print(g, !!opts.json, () => formatGrant(g));
+        });
+      });
+  }
+  program.command("capabilities")
+    .description("list every principal's capabilities")
+    .option("--json", "print JSON")
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const list = await client.request<GrantView[]>("GET", "/v1/capabilities");
+        print(list, !!opts.json, () => list.map(formatGrant).join("\n") || "no grants");
+      });
+    });
 
   program.command("log")
     .description("the node's signed event log")

@@ -25,6 +25,7 @@ import { identityRoutes } from "./routes/identities.ts";
 import { stateRoutes } from "./routes/state.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
 import { peerRoutes } from "./routes/peers.ts";
+import { policyRoutes } from "./routes/policy.ts";
 import { serviceRoutes } from "./routes/services.ts";
 
 /** Largest request body accepted. */
@@ -85,6 +86,7 @@ export function createApp(ctx: ApiContext, options: AppOptions = {}): ApiHandler
   peerRoutes(app, ctx);
   serviceRoutes(app, ctx);
   approvalRoutes(app, ctx);
+  policyRoutes(app, ctx);
   eventRoutes(app, ctx);
   app.all(MCP_PATH, mcpHandler(ctx));
 
