@@ -101,6 +101,7 @@ interface SessionView {
 interface TokenView {
   id: string;
   name: string;
+  scope?: string;
   created: number;
   expires?: number;
   revoked?: number;
@@ -327,11 +328,21 @@ export function buildProgram(): Command {
       if (!Number.isInteger(n) || n <= 0) throw new RangeError(`Invalid --expires "${v}": expected whole seconds`);
       return n;
     })
+    .option("--agent", "an agent token: it may use the MCP endpoint /v1/mcp only")
     .option("--json", "print JSON")
-    .action(async (name: string, opts: { expires?: number; json?: boolean }, command: Command) => {
+    .action(async (name: string, opts: { expires?: number; agent?: boolean; json?: boolean }, command: Command) => {
       await withClient(command, async (client) => {
-        const created = await client.request<TokenView>("POST", "/v1/tokens", { name, expiresIn: opts.expires });
-        print(created, !!opts.json, () => `${created.token}\n(token ${created.id} "${created.name}"; shown only once)`);
+        const created = await client.request<TokenView>("POST", "/v1/tokens", {
+          name,
+          expiresIn: opts.expires,
+          scope: opts.agent ? "agent" : undefined,
+        });
+        print(
+          created,
+          !!opts.json,
+          () =>
+            `${created.token}\n(${created.scope ?? "admin"} token ${created.id} "${created.name}"; shown only once)`,
+        );
       });
     });
   token.command("list")
@@ -349,7 +360,7 @@ export function buildProgram(): Command {
               : t.expires
               ? `expires ${new Date(t.expires).toISOString()}`
               : "active";
-            return `${t.id}  ${t.name.padEnd(20)} ${status}`;
+            return `${t.id}  ${t.name.padEnd(20)} ${(t.scope ?? "admin").padEnd(5)}  ${status}`;
           }).join("\n"));
       });
     });

@@ -54,7 +54,14 @@ export { createMasterKey, type MasterKeyMode, type MasterKeyOptions, openMasterK
 export { decodeDidKey, encodeDidKey } from "./identity/did.ts";
 export { Identity, type IdentityInfo, type IdentityRecord, nodeIdOf } from "./identity/identity.ts";
 export { type IdentityListing, IdentityStore } from "./identity/identities.ts";
-export { type CreatedToken, type TokenInfo, type TokenRefusal, TokenStore } from "./node/tokens.ts";
+export {
+  type CreatedToken,
+  TOKEN_SCOPES,
+  type TokenInfo,
+  type TokenRefusal,
+  type TokenScope,
+  TokenStore,
+} from "./node/tokens.ts";
 export { EventBus, type NodeEvent, type SubscribeOptions } from "./node/event_bus.ts";
 export { Node, type NodeOptions, type StorageState, VERSION } from "./node/node.ts";
 export type { FrameIO, PeerIdentity, SessionKeys } from "./channel/types.ts";

@@ -5,7 +5,9 @@
  * Every request body is validated against its schema (unknown fields are
  * refused), bodies are limited to {@linkcode MAX_BODY_BYTES}, and every
  * route but `/v1/health` and `/v1/openapi.json` needs a bearer token,
- * `/v1/mcp` (the Model Context Protocol endpoint, `mcp.ts`) included.
+ * `/v1/mcp` (the Model Context Protocol endpoint, `mcp.ts`) included. A token
+ * of scope `agent` reaches `/v1/mcp` only (403 `scope_denied` elsewhere), so an
+ * agent cannot bypass the policy gate its tool calls pass through.
  *
  * @module
  */
@@ -14,7 +16,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { VERSION } from "../node/node.ts";
-import { bearerAuth, FailureLimiter } from "./auth.ts";
+import { bearerAuth, FailureLimiter, scopeGuard } from "./auth.ts";
 import type { ApiContext, ApiEnv } from "./context.ts";
 import { errorResponse, onError } from "./errors.ts";
 import { MCP_PATH, mcpHandler } from "./mcp.ts";
@@ -32,6 +34,8 @@ import { serviceRoutes } from "./routes/services.ts";
 export const MAX_BODY_BYTES = 64 * 1024;
 
 const PUBLIC_PATHS = new Set(["/v1/health", "/v1/openapi.json"]);
+/** The only authenticated paths an agent-scoped token reaches. */
+const AGENT_PATHS: ReadonlySet<string> = new Set([MCP_PATH]);
 
 /** Options of {@linkcode createApp}. */
 export interface AppOptions {
@@ -65,16 +69,20 @@ export function createApp(ctx: ApiContext, options: AppOptions = {}): ApiHandler
     },
   });
   const auth = bearerAuth(ctx.node.tokens, options.limiter ?? new FailureLimiter());
+  const scope = scopeGuard(AGENT_PATHS);
   const limit = bodyLimit({
     maxSize: MAX_BODY_BYTES,
     onError: (c) => errorResponse(c, 413, "body_too_large", `The request body exceeds ${MAX_BODY_BYTES} bytes`),
   });
-  // Authenticate first, so no body of an unauthenticated client is read; then limit bodies of the methods that
-  // carry one. One middleware keeps the per-request cost of GET routes low.
+  // Authenticate first, so no body of an unauthenticated client is read; then keep agent tokens to their paths;
+  // then limit bodies of the methods that carry one. One middleware keeps the per-request cost of GET routes low.
   const limited: MiddlewareHandler = (c, next) =>
     c.req.method === "GET" || c.req.method === "HEAD" ? next() : limit(c, next);
   app.use("*", (c, next) => (PUBLIC_PATHS.has(c.req.path) ? limited(c, next) : auth(c, async () => {
-    const refused = await limited(c, next);
+    const refused = await scope(c, async () => {
+      const tooLarge = await limited(c, next);
+      if (tooLarge instanceof Response) c.res = tooLarge;
+    });
     if (refused instanceof Response) c.res = refused;
   })));
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });

@@ -2,13 +2,14 @@
  * Bearer-token authentication with a limit on failed attempts: after
  * `maxFailures` failures within `windowMs` from one client, that client gets
  * 429 until `blockMs` has passed. Tokens are verified by the node's
- * {@linkcode TokenStore}.
+ * {@linkcode TokenStore}; {@linkcode scopeGuard} then keeps agent-scoped
+ * tokens to the MCP endpoint.
  *
  * @module
  */
 
 import type { MiddlewareHandler } from "hono";
-import type { TokenStore } from "../node/tokens.ts";
+import type { TokenInfo, TokenStore } from "../node/tokens.ts";
 import { errorResponse } from "./errors.ts";
 
 /** Limits of failed authentication. */
@@ -117,6 +118,22 @@ export function bearerAuth(tokens: TokenStore, limiter: FailureLimiter): Middlew
       return errorResponse(c, 401, `token_${result.reason}`, message);
     }
     c.set("token" as never, result.info as never);
+    await next();
+  };
+}
+
+/**
+ * Middleware, after {@linkcode bearerAuth}, that keeps an `agent`-scoped token
+ * to `agentPaths` (the MCP endpoint, whose tool calls pass the policy gate):
+ * anywhere else it answers 403 `scope_denied`. `admin` tokens pass.
+ */
+export function scopeGuard(agentPaths: ReadonlySet<string>): MiddlewareHandler {
+  const allowed = [...agentPaths].join(", ");
+  return async (c, next) => {
+    const token = c.get("token" as never) as TokenInfo | undefined;
+    if (token?.scope === "agent" && !agentPaths.has(c.req.path)) {
+      return errorResponse(c, 403, "scope_denied", `This token is for agents: it may use ${allowed} only`);
+    }
     await next();
   };
 }

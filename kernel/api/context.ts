@@ -30,6 +30,7 @@ export type ApiApp = OpenAPIHono<ApiEnv>;
 /** Responses that every authenticated route may return. */
 export const AUTH_RESPONSES = {
   401: { description: "Missing, malformed, unknown, expired or revoked token" },
+  403: { description: "An agent-scoped token outside /v1/mcp (scope_denied)" },
   429: { description: "Too many failed authentications" },
 } as const;
 

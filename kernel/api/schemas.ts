@@ -50,9 +50,14 @@ export const ImportIdentitySchema = z.strictObject({
   activate: z.boolean().optional(),
 }).openapi("ImportIdentity");
 
+const tokenScope = z.enum(["admin", "agent"]).openapi({
+  description: "admin: every route; agent: /v1/mcp only (its tool calls pass the policy gate)",
+});
+
 export const TokenSchema = z.object({
   id: z.string(),
   name: z.string(),
+  scope: tokenScope,
   created: z.number().int(),
   expires: z.number().int().optional(),
   revoked: z.number().int().optional(),
@@ -67,6 +72,7 @@ export const CreateTokenSchema = z.strictObject({
   expiresIn: z.number().int().positive().max(10 * 365 * 24 * 3600).optional().openapi({
     description: "Lifetime in seconds; without it the token lasts until revoked",
   }),
+  scope: tokenScope.optional().openapi({ description: "admin (the default) or agent: /v1/mcp only" }),
 }).openapi("CreateToken");
 
 export const StateSchema = z.object({

@@ -5,6 +5,11 @@
  * Verified tokens are cached in memory by hash, so a request costs one hash
  * and one map lookup.
  *
+ * Every token has a {@linkcode TokenScope}: `admin` tokens reach every route;
+ * `agent` tokens, for AI agents, reach only the MCP endpoint, whose tool calls
+ * pass the policy gate. A stored record without a scope (written before scopes
+ * existed) reads as `admin`.
+ *
  * @module
  */
 
@@ -16,12 +21,20 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { NotFoundError } from "../errors.ts";
 import type { Namespace } from "../storage/encrypted_kv.ts";
 
+/** What a token may reach: `admin` every route, `agent` only the MCP endpoint. */
+export type TokenScope = "admin" | "agent";
+
+/** The scopes, for validation. */
+export const TOKEN_SCOPES: readonly TokenScope[] = ["admin", "agent"];
+
 /** What is stored and shown of a token (never the token itself). */
 export interface TokenInfo {
   /** Random public identifier, 16 lowercase hex characters; used to revoke the token. */
   id: string;
   /** The name given at creation. */
   name: string;
+  /** What the token may reach; records stored before scopes existed read as `admin`. */
+  scope: TokenScope;
   /** Creation time, in milliseconds since the epoch. */
   created: number;
   /** Milliseconds since the epoch; absent for tokens that never expire. */
@@ -77,17 +90,28 @@ export class TokenStore {
     const store = new TokenStore(ns, options.now ?? Date.now);
     const onError = options.onCorrupt ?? ((error: Error) => console.warn(`nzcore: skipping a token: ${error.message}`));
     for await (const { key, value } of ns.list<TokenInfo>(["token"], { onError })) {
-      store.#byHash.set(String(key[1]), value);
+      store.#byHash.set(String(key[1]), { ...value, scope: value.scope === "agent" ? "agent" : "admin" });
     }
     return store;
   }
 
-  /** Creates a token; `ttlMs` bounds its life. */
-  async create(name: string, options: { ttlMs?: number; persist?: boolean } = {}): Promise<CreatedToken> {
+  /** Creates a token; `ttlMs` bounds its life, `scope` (default `admin`) what it reaches. */
+  async create(
+    name: string,
+    options: { ttlMs?: number; persist?: boolean; scope?: TokenScope } = {},
+  ): Promise<CreatedToken> {
+    if (options.scope !== undefined && !TOKEN_SCOPES.includes(options.scope)) {
+      throw new RangeError(`Invalid token scope "${options.scope}": expected ${TOKEN_SCOPES.join(" or ")}`);
+    }
     const secret = randomBytes(32);
     const token = "nzt_" + toBase64Url(secret);
     secret.fill(0);
-    const info: TokenInfo = { id: toHex(randomBytes(8)), name, created: this.#now() };
+    const info: TokenInfo = {
+      id: toHex(randomBytes(8)),
+      name,
+      scope: options.scope ?? "admin",
+      created: this.#now(),
+    };
     if (options.ttlMs !== undefined) info.expires = info.created + options.ttlMs;
     const hash = hashOf(token);
     if (options.persist ?? true) await this.#ns.set(["token", hash], info);

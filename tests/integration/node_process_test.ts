@@ -89,6 +89,16 @@ Deno.test("the CLI talks to the node over the Unix socket: state, identities, to
   const refused = await node.api("/v1/state", { token: token.token });
   equal((await refused.json()).error.code, "token_revoked");
 
+  const agent = JSON.parse((await cli([...d, "token", "create", "planner", "--agent", "--json"])).stdout);
+  equal(agent.scope, "agent");
+  const denied = await node.api("/v1/state", { token: agent.token });
+  equal(denied.status, 403);
+  equal((await denied.json()).error.code, "scope_denied");
+  const tokens = await cli([...d, "token", "list"]);
+  equal(tokens.code, 0, tokens.stderr);
+  match(tokens.stdout, new RegExp(`${agent.id}  planner\\s+agent  active`));
+  match(tokens.stdout, new RegExp(`${token.id}  ci\\s+admin  revoked`));
+
   const verify = await cli([...d, "log", "verify", "--json"]);
   equal(verify.code, 0, verify.stderr);
   const report = JSON.parse(verify.stdout);

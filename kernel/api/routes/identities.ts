@@ -71,8 +71,8 @@ const importRoute = createRoute({
   request: { body: { required: true, ...json(ImportIdentitySchema) } },
   responses: {
     201: { description: "The imported identity", ...json(IdentitySchema) },
-    403: { description: "Wrong passphrase", ...json(ErrorSchema) },
     ...errors,
+    403: { description: "Wrong passphrase (wrong_key), or an agent-scoped token (scope_denied)", ...json(ErrorSchema) },
   },
 });
 

@@ -53,8 +53,9 @@ export function tokenRoutes(app: ApiApp, ctx: ApiContext): void {
     const body = c.req.valid("json");
     const created = await tokens().create(body.name, {
       ttlMs: body.expiresIn === undefined ? undefined : body.expiresIn * 1000,
+      scope: body.scope,
     });
-    await ctx.node.record("token.created", { id: created.id, name: created.name });
+    await ctx.node.record("token.created", { id: created.id, name: created.name, scope: created.scope });
     return c.json(created, 201);
   });
   app.openapi(revoke, async (c) => {

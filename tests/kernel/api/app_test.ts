@@ -164,6 +164,69 @@ Deno.test("tokens are created once, listed without secrets, and revoked", async 
   equal((await t.request("/v1/tokens/not-an-id", { method: "DELETE" })).status, 400);
 });
 
+Deno.test("an agent-scoped token reaches /v1/mcp only; an admin token reaches everything", async () => {
+  await using t = await setup();
+  const r = await t.request("/v1/tokens", { method: "POST", json: { name: "planner", scope: "agent" } });
+  equal(r.status, 201);
+  const agent = await r.json();
+  equal(agent.scope, "agent");
+  const listed = await (await t.request("/v1/tokens")).json();
+  equal(listed.find((x: { id: string }) => x.id === agent.id).scope, "agent");
+  const bad = await t.request("/v1/tokens", { method: "POST", json: { name: "x", scope: "root" } });
+  equal(bad.status, 400);
+  equal((await bad.json()).error.code, "invalid_request");
+
+  const attempts: [string, RequestInit & { json?: unknown }][] = [
+    ["/v1/state", {}],
+    ["/v1/tokens", { method: "POST", json: { name: "escalate" } }],
+    ["/v1/policy", { method: "PUT", json: { policies: "permit(principal, action, resource);" } }],
+    ["/v1/capabilities", { method: "POST", json: { principal: { type: "agent", id: agent.id }, capability: "*" } }],
+    ["/v1/approvals/x/approve", { method: "POST", json: {} }],
+    ["/v1/nonexistent", {}],
+  ];
+  for (const [path, init] of attempts) {
+    const refused = await t.request(path, { ...init, token: agent.token });
+    equal(refused.status, 403, path);
+    const body = await refused.json();
+    equal(body.error.code, "scope_denied", path);
+    match(body.error.message, /This token is for agents: it may use \/v1\/mcp only/);
+  }
+  // The public routes stay public for everyone.
+  equal((await t.request("/v1/health", { token: agent.token })).status, 200);
+  // Nothing was changed on the agent's behalf.
+  equal(t.node.tokens.list().some((x) => x.name === "escalate"), false);
+
+  const initialize = {
+    jsonrpc: "2.0",
+    id: 1,
+    method: "initialize",
+    params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "test", version: "1.0.0" } },
+  };
+  const mcp = (token: string) =>
+    t.request("/v1/mcp", {
+      method: "POST",
+      token,
+      headers: { accept: "application/json, text/event-stream" },
+      json: initialize,
+    });
+  const viaAgent = await mcp(agent.token);
+  equal(viaAgent.status, 200);
+  match(await viaAgent.text(), /"serverInfo"/);
+
+  // The admin token still reaches everything, /v1/mcp included.
+  const viaAdmin = await mcp(
+    (await (await t.request("/v1/tokens", { method: "POST", json: { name: "ops" } })).json()).token,
+  );
+  equal(viaAdmin.status, 200);
+  await viaAdmin.body?.cancel();
+  for (const path of ["/v1/state", "/v1/policy", "/v1/capabilities", "/v1/approvals", "/v1/tokens"]) {
+    equal((await t.request(path)).status, 200, path);
+  }
+  const approve = await t.request("/v1/approvals/x/approve", { method: "POST", json: {} });
+  ok(approve.status !== 403, `approve: ${approve.status}`);
+  await approve.body?.cancel();
+});
+
 Deno.test("failed authentications are limited per client", async () => {
   let now = 0;
   await using t = await setup({

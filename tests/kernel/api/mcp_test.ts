@@ -14,7 +14,7 @@ async function setup() {
   const node = await Node.open({ dataDir });
   const app = createApp({ node, listeners: { tcp: null, socket: null }, permissions: { read: "granted" } });
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.fetch);
-  const agent = await node.tokens.create("agent", { persist: false });
+  const agent = await node.tokens.create("agent", { persist: false, scope: "agent" });
   const url = new URL(`http://127.0.0.1:${server.addr.port}/v1/mcp`);
   const clients: Client[] = [];
   const connect = async (token: string | null) => {

@@ -78,3 +78,42 @@ Deno.test("revoking a non-persisted token revokes it in memory and writes nothin
     equal((await TokenStore.open(ns)).list().length, 0);
   });
 });
+
+Deno.test("a token's scope is admin by default, agent on request, and survives a reload", async () => {
+  await withStore(async (store) => {
+    const tokens = await TokenStore.open(store.namespace(["system"]));
+    const admin = await tokens.create("ops");
+    const agent = await tokens.create("planner", { scope: "agent" });
+    equal(admin.scope, "admin");
+    equal(agent.scope, "agent");
+    const again = await TokenStore.open(store.namespace(["system"]));
+    const verified = again.verify(agent.token);
+    equal(verified.ok && verified.info.scope, "agent");
+    const listed = Object.fromEntries(again.list().map((t) => [t.name, t.scope]));
+    equal(listed.ops, "admin");
+    equal(listed.planner, "agent");
+    const revoked = await again.revoke(agent.id);
+    equal(revoked.scope, "agent");
+    const reloaded = (await TokenStore.open(store.namespace(["system"]))).list().find((t) => t.id === agent.id);
+    equal(reloaded?.scope, "agent");
+    await rejects(tokens.create("bad", { scope: "root" as never }), RangeError);
+  });
+});
+
+Deno.test("a stored record without a scope (written before scopes) reads as admin", async () => {
+  await withStore(async (store) => {
+    const ns = store.namespace(["system"]);
+    const tokens = await TokenStore.open(ns);
+    const created = await tokens.create("old", { scope: "agent" });
+    // Rewrite the record as an older node stored it: no scope field.
+    for await (const { key, value } of ns.list<Record<string, unknown>>(["token"])) {
+      const { scope: _scope, ...old } = value;
+      await ns.set(key, old);
+    }
+    const again = await TokenStore.open(ns);
+    const verified = again.verify(created.token);
+    ok(verified.ok);
+    equal(verified.info.scope, "admin");
+    equal(again.list()[0].scope, "admin");
+  });
+});
