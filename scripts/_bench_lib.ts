@@ -270,3 +270,34 @@ export async function spawnLineServer<Ready>(module: string, args: string[]): Pr
     },
   };
 }
+
+/**
+ * The server side of {@linkcode spawnLineServer}: answers each line of stdin with the JSON of `answer(line)` on
+ * stdout, and exits when stdin ends.
+ */
+export async function answerLines(answer: (command: string) => unknown | Promise<unknown>): Promise<never> {
+  let buffered = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of Deno.stdin.readable) {
+    buffered += decoder.decode(chunk, { stream: true });
+    let nl;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      const command = buffered.slice(0, nl).trim();
+      buffered = buffered.slice(nl + 1);
+      console.log(JSON.stringify(await answer(command)));
+    }
+  }
+  Deno.exit(0);
+}
+
+/** This process's resident memory after `gc()` (run with `--expose-gc`): the median of `samples` readings. */
+export async function settledRss(samples = 5): Promise<number> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const readings: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    gc?.();
+    await new Promise((r) => setTimeout(r, 100));
+    readings.push(Number(/^VmRSS:\s+(\d+)/m.exec(Deno.readTextFileSync("/proc/self/status"))![1]) * 1024);
+  }
+  return median(readings);
+}

@@ -35,7 +35,7 @@ import { PeerManager } from "../kernel/peers/manager.ts";
 import { EncryptedStore } from "../kernel/storage/encrypted_kv.ts";
 import { createFrameIO } from "../transport/framing.ts";
 import { TcpTransport } from "../transport/tcp.ts";
-import { median, round, spawnLineServer, table } from "./_bench_lib.ts";
+import { answerLines, median, round, settledRss, spawnLineServer, table } from "./_bench_lib.ts";
 import { type Libp2pFigures, runLibp2pBench } from "./bench_channels_libp2p.ts";
 import { type RawTcpFigures, runRawTcpBench } from "./bench_channels_raw.ts";
 
@@ -86,29 +86,12 @@ async function serve(): Promise<void> {
   });
   const [address] = await peers.listen(["tcp://127.0.0.1:0"]);
   console.log(JSON.stringify({ address }));
-  const gc = (globalThis as { gc?: () => void }).gc;
-  let buffered = "";
-  const decoder = new TextDecoder();
-  for await (const chunk of Deno.stdin.readable) {
-    buffered += decoder.decode(chunk, { stream: true });
-    let nl;
-    while ((nl = buffered.indexOf("\n")) >= 0) {
-      const command = buffered.slice(0, nl).trim();
-      buffered = buffered.slice(nl + 1);
-      if (command === "memory") {
-        // RSS moves by megabytes between samples (GC timing, allocator arenas): the median of five, each after gc().
-        const samples: number[] = [];
-        for (let i = 0; i < 5; i++) {
-          gc?.();
-          await new Promise((r) => setTimeout(r, 100));
-          samples.push(Number(/^VmRSS:\s+(\d+)/m.exec(Deno.readTextFileSync("/proc/self/status"))![1]) * 1024);
-        }
-        const rss = median(samples);
-        console.log(JSON.stringify({ rss, heapUsed: Deno.memoryUsage().heapUsed, sessions: peers.sessions().length }));
-      }
-    }
-  }
-  Deno.exit(0);
+  // RSS moves by megabytes between samples (GC timing, allocator arenas): settledRss() takes the median of five.
+  await answerLines(async (command) =>
+    command === "memory"
+      ? { rss: await settledRss(), heapUsed: Deno.memoryUsage().heapUsed, sessions: peers.sessions().length }
+      : { error: `unknown command ${command}` }
+  );
 }
 
 // --- the measuring process -------------------------------------------------

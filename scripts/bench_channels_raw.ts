@@ -22,7 +22,7 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { round, spawnLineServer } from "./_bench_lib.ts";
+import { answerLines, round, settledRss, spawnLineServer } from "./_bench_lib.ts";
 
 /** The figures {@link runRawTcpBench} returns. */
 export interface RawTcpFigures {
@@ -89,11 +89,6 @@ async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
   return out;
 }
 
-function rssBytes(): number {
-  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(Deno.readTextFileSync("/proc/self/status"));
-  return m ? Number(m[1]) * 1024 : Deno.memoryUsage().rss;
-}
-
 // --- the accepting process -------------------------------------------------
 
 /** Ports of the server's three listeners, printed as its first stdout line. */
@@ -148,28 +143,12 @@ async function serve(): Promise<void> {
   console.log(JSON.stringify(ports));
 
   // Commands, one a line on stdin: "memory" answers {rss, heapUsed, connections} after gc(); EOF ends the process.
-  const gc = (globalThis as { gc?: () => void }).gc;
-  let buffered = "";
-  const decoder = new TextDecoder();
-  for await (const chunk of Deno.stdin.readable) {
-    buffered += decoder.decode(chunk, { stream: true });
-    let nl;
-    while ((nl = buffered.indexOf("\n")) >= 0) {
-      const cmd = buffered.slice(0, nl).trim();
-      buffered = buffered.slice(nl + 1);
-      if (cmd === "memory") {
-        for (let i = 0; i < 3; i++) {
-          gc?.();
-          await new Promise((r) => setTimeout(r, 100));
-        }
-        const { heapUsed } = Deno.memoryUsage();
-        console.log(JSON.stringify({ rss: rssBytes(), heapUsed, connections: held.length }));
-      } else if (cmd === "connections") {
-        console.log(JSON.stringify({ connections: held.length }));
-      }
+  await answerLines(async (cmd) => {
+    if (cmd === "memory") {
+      return { rss: await settledRss(3), heapUsed: Deno.memoryUsage().heapUsed, connections: held.length };
     }
-  }
-  Deno.exit(0);
+    return { connections: held.length };
+  });
 }
 
 // --- the measuring process -------------------------------------------------
