@@ -14,8 +14,8 @@
  * @module
  */
 
-import { createCipheriv, createDecipheriv } from "node:crypto";
-import { wipe } from "../bytes.ts";
+import { createCipheriv } from "node:crypto";
+import { concat, wipe } from "../bytes.ts";
 import { crypto as defaultCrypto } from "../crypto/default.ts";
 import { nativeProvider } from "../crypto/native.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
@@ -114,14 +114,8 @@ export class ChannelCipher {
    */
   seal(parts: readonly Uint8Array[], length: number): Uint8Array {
     const pieces = this.sealParts(parts, length);
-    if (!this.#native) return pieces[0];
-    const out = new Uint8Array(length + TAG_LEN);
-    let offset = 0;
-    for (const piece of pieces) {
-      out.set(piece, offset);
-      offset += piece.length;
-    }
-    return out;
+    // node:crypto hands out Buffers: the native pieces are joined into one plain Uint8Array.
+    return this.#native ? concat(...pieces) : pieces[0];
   }
 
   /**
@@ -146,14 +140,7 @@ export class ChannelCipher {
       cipher.final();
       out.push(cipher.getAuthTag());
     } else {
-      const plaintext = parts.length === 1 ? parts[0] : new Uint8Array(length);
-      if (parts.length !== 1) {
-        let offset = 0;
-        for (const part of parts) {
-          plaintext.set(part, offset);
-          offset += part.length;
-        }
-      }
+      const plaintext = parts.length === 1 ? parts[0] : concat(...parts);
       out = [this.#provider.chachaSeal(this.#key, nonce, plaintext, EMPTY)];
     }
     this.#counter++;
@@ -174,25 +161,10 @@ export class ChannelCipher {
     }
     const nonce = this.#nextNonce();
     let plaintext: Uint8Array;
-    if (this.#native) {
-      const length = frame.length - TAG_LEN;
-      const decipher = createDecipheriv("chacha20-poly1305", this.#key, nonce, { authTagLength: TAG_LEN });
-      decipher.setAAD(EMPTY, { plaintextLength: length });
-      decipher.setAuthTag(frame.subarray(length));
-      const unverified = decipher.update(frame.subarray(0, length));
-      try {
-        decipher.final();
-      } catch (cause) {
-        unverified.fill(0);
-        throw new IntegrityError(`Cannot open frame ${this.#counter}: authentication tag does not verify`, { cause });
-      }
-      plaintext = own(unverified);
-    } else {
-      try {
-        plaintext = this.#provider.chachaOpen(this.#key, nonce, frame, EMPTY);
-      } catch (cause) {
-        throw new IntegrityError(`Cannot open frame ${this.#counter}: authentication tag does not verify`, { cause });
-      }
+    try {
+      plaintext = this.#provider.chachaOpen(this.#key, nonce, frame, EMPTY);
+    } catch (cause) {
+      throw new IntegrityError(`Cannot open frame ${this.#counter}: authentication tag does not verify`, { cause });
     }
     this.#counter++;
     return plaintext;
@@ -209,19 +181,4 @@ export class ChannelCipher {
   wipe(): void {
     wipe(this.#key);
   }
-}
-
-/**
- * The bytes of a node:crypto result as a plain Uint8Array: viewed without a
- * copy when the Buffer owns its whole ArrayBuffer, copied (and the pooled
- * bytes wiped) when it was cut from a shared pool, so the caller's
- * `.buffer` holds nothing else.
- */
-function own(buffer: Uint8Array): Uint8Array {
-  if (buffer.byteOffset === 0 && buffer.buffer.byteLength === buffer.length) {
-    return new Uint8Array(buffer.buffer, 0, buffer.length);
-  }
-  const copy = Uint8Array.from(buffer);
-  buffer.fill(0);
-  return copy;
 }
