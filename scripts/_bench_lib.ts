@@ -301,3 +301,27 @@ export async function settledRss(samples = 5): Promise<number> {
   }
   return median(readings);
 }
+
+/** The figures every side of `bench:channels` reports (nzcore, js-libp2p, raw TCP), so they line up in one table. */
+export interface ChannelFigures {
+  /** The stack measured, in words. */
+  stack: string;
+  /** Median of the runs, 10^6 bytes per second. */
+  throughputMBps: number;
+  /** Every run, MB/s. */
+  throughputRunsMBps: number[];
+  /** Bytes sent per run. */
+  throughputBytes: number;
+  /** Connection setup through the first echoed message, in ms. */
+  setupMs: { p50: number; p90: number; n: number };
+  /** RSS delta of the accepting process per idle connection, KiB. */
+  idleConnKiB: number;
+  /** JS heap delta of the accepting process per idle connection, KiB. */
+  idleConnHeapKiB: number;
+  /** Idle connections held while measuring. */
+  idleConns: number;
+  /** What idleConnKiB measures, in words. */
+  idleMeasures: string;
+  /** Wall time, in seconds. */
+  seconds: number;
+}

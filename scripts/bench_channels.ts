@@ -35,7 +35,7 @@ import { PeerManager } from "../kernel/peers/manager.ts";
 import { EncryptedStore } from "../kernel/storage/encrypted_kv.ts";
 import { createFrameIO } from "../transport/framing.ts";
 import { TcpTransport } from "../transport/tcp.ts";
-import { answerLines, median, round, settledRss, spawnLineServer, table } from "./_bench_lib.ts";
+import { answerLines, type ChannelFigures, median, round, settledRss, spawnLineServer, table } from "./_bench_lib.ts";
 import { type Libp2pFigures, runLibp2pBench } from "./bench_channels_libp2p.ts";
 import { type RawTcpFigures, runRawTcpBench } from "./bench_channels_raw.ts";
 
@@ -190,7 +190,7 @@ async function idle(server: Server): Promise<{ kib: number; heapKib: number; ses
   return { kib, heapKib, sessions: after.sessions };
 }
 
-async function runOurs() {
+async function runOurs(): Promise<ChannelFigures & { impl: "nzcore"; deno: string }> {
   const started = performance.now();
   let server = await startServer();
   let runs: number[], times: number[];

@@ -22,7 +22,7 @@
  */
 
 import { join } from "node:path";
-import { PROJECT_ROOT } from "./_bench_lib.ts";
+import { type ChannelFigures, PROJECT_ROOT } from "./_bench_lib.ts";
 import { lastJsonLine } from "./bench.ts";
 
 /** The Node.js project that holds the js-libp2p baseline. */
@@ -32,7 +32,7 @@ export const LIBP2P_BENCH_DIR: string = join(PROJECT_ROOT, "scripts", "libp2p_be
 const STAMP = ".nzcore-lock-sha256";
 
 /** The figures bench.mjs prints (its last JSON line). */
-export interface Libp2pFigures {
+export interface Libp2pFigures extends ChannelFigures {
   impl: "js-libp2p";
   /** `process.version` of the Node.js that ran it. */
   node: string;
@@ -40,22 +40,6 @@ export interface Libp2pFigures {
   polyfills?: string[];
   /** Installed versions of libp2p, @libp2p/tcp, @chainsafe/libp2p-noise and @libp2p/yamux. */
   versions: Record<string, string>;
-  stack: string;
-  /** Median of the runs, 10^6 bytes per second. */
-  throughputMBps: number;
-  throughputRunsMBps: number[];
-  throughputBytes: number;
-  /** Connection setup through the first echoed message, in ms. */
-  setupMs: { p50: number; p90: number; n: number };
-  /** RSS delta of the accepting process per idle authenticated connection, KiB. */
-  idleConnKiB: number;
-  /** JS heap delta of the accepting process per idle connection, KiB. */
-  idleConnHeapKiB: number;
-  idleConns: number;
-  /** What idleConnKiB measures, in words. */
-  idleMeasures: string;
-  /** Wall time of bench.mjs. */
-  seconds: number;
   /** Wall time of the npm install this call ran (0 when node_modules was current). */
   installSeconds: number;
 }

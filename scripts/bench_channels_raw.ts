@@ -22,29 +22,13 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { answerLines, round, settledRss, spawnLineServer } from "./_bench_lib.ts";
+import { answerLines, type ChannelFigures, round, settledRss, spawnLineServer } from "./_bench_lib.ts";
 
 /** The figures {@link runRawTcpBench} returns. */
-export interface RawTcpFigures {
+export interface RawTcpFigures extends ChannelFigures {
   impl: "raw-tcp";
   /** `Deno.version.deno` of both processes. */
   deno: string;
-  stack: string;
-  /** Median of the runs, 10^6 bytes per second. */
-  throughputMBps: number;
-  throughputRunsMBps: number[];
-  throughputBytes: number;
-  /** Connect through the first echoed message, in ms. */
-  setupMs: { p50: number; p90: number; n: number };
-  /** RSS delta of the accepting process per idle connection, KiB. */
-  idleConnKiB: number;
-  /** JS heap delta of the accepting process per idle connection, KiB. */
-  idleConnHeapKiB: number;
-  idleConns: number;
-  /** What idleConnKiB measures, in words. */
-  idleMeasures: string;
-  /** Wall time of the whole run. */
-  seconds: number;
 }
 
 /** Options of {@link runRawTcpBench}; the defaults are the issue's sizes. */
