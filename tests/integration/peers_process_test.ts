@@ -8,6 +8,27 @@ async function stateOf(node: { api(path: string): Promise<Response> }) {
   return await (await node.api("/v1/state")).json() as { identity: { did: string; nodeId: string }; listen: string[] };
 }
 
+/** Two node processes listening on TCP and WebSocket, with B's state and addresses; stopped and removed on dispose. */
+async function twoNodes() {
+  const dirA = await tempDataDir(), dirB = await tempDataDir();
+  const a = await startNode(dirA.path, { args: LISTEN });
+  const b = await startNode(dirB.path, { args: LISTEN });
+  const sa = await stateOf(a), sb = await stateOf(b);
+  return {
+    dirA,
+    dirB,
+    a,
+    b,
+    sa,
+    sb,
+    tcpB: sb.listen.find((l) => l.startsWith("tcp://"))!,
+    wsB: sb.listen.find((l) => l.startsWith("ws://"))!,
+    async [Symbol.asyncDispose]() {
+      for (const d of [a, b, dirA, dirB]) await d[Symbol.asyncDispose]();
+    },
+  };
+}
+
 /** Follows `nzcore events --json` of a node until `until` holds for the text seen. */
 function follow(dataDir: string) {
   const child = new Deno.Command(Deno.execPath(), {
@@ -48,14 +69,9 @@ function follow(dataDir: string) {
 }
 
 Deno.test("two node processes connect over TCP and WebSocket, send messages, and disconnect, through the CLI", async () => {
-  await using dirA = await tempDataDir();
-  await using dirB = await tempDataDir();
-  await using a = await startNode(dirA.path, { args: LISTEN });
-  await using b = await startNode(dirB.path, { args: LISTEN });
-  const sa = await stateOf(a), sb = await stateOf(b);
+  await using nodes = await twoNodes();
+  const { dirA, dirB, a, b, sa, sb, tcpB, wsB } = nodes;
   equal(sb.listen.length, 2);
-  const tcpB = sb.listen.find((l) => l.startsWith("tcp://"))!;
-  const wsB = sb.listen.find((l) => l.startsWith("ws://"))!;
   match(tcpB, /^tcp:\/\/127\.0\.0\.1:\d+$/);
   const events = follow(dirB.path);
   try {
@@ -112,12 +128,8 @@ Deno.test("two node processes connect over TCP and WebSocket, send messages, and
 });
 
 Deno.test("the peers API refuses bad requests and unreachable or mismatched peers with clear errors", async () => {
-  await using dirA = await tempDataDir();
-  await using dirB = await tempDataDir();
-  await using a = await startNode(dirA.path, { args: LISTEN });
-  await using b = await startNode(dirB.path, { args: LISTEN });
-  const sb = await stateOf(b);
-  const tcpB = sb.listen.find((l) => l.startsWith("tcp://"))!;
+  await using nodes = await twoNodes();
+  const { a, b, sb, tcpB } = nodes;
   const post = (body: unknown) => a.api("/v1/peers", { method: "POST", body: JSON.stringify(body) });
 
   const unknownField = await post({ address: tcpB, extra: 1 });
@@ -155,12 +167,8 @@ Deno.test("the peers API refuses bad requests and unreachable or mismatched peer
 });
 
 Deno.test("a node process shrugs off garbage, oversized frames and half-open floods on its listen port", async () => {
-  await using dirA = await tempDataDir();
-  await using dirB = await tempDataDir();
-  await using a = await startNode(dirA.path, { args: LISTEN });
-  await using b = await startNode(dirB.path, { args: LISTEN });
-  const sb = await stateOf(b);
-  const tcpB = sb.listen.find((l) => l.startsWith("tcp://"))!;
+  await using nodes = await twoNodes();
+  const { a, b, sb, tcpB } = nodes;
   const { hostname, port } = new URL(tcpB.replace("tcp:", "http:"));
   const connected = await a.api("/v1/peers", { method: "POST", body: JSON.stringify({ address: tcpB }) });
   equal(connected.status, 200);
