@@ -10,7 +10,7 @@
 import type { Transport } from "./types.ts";
 
 /** The schemes {@linkcode parseAddress} understands. */
-export type AddressScheme = "tcp" | "ws" | "wss";
+export type AddressScheme = "tcp" | "udp" | "ws" | "wss";
 
 /** A parsed transport address. */
 export interface TransportAddress {
@@ -131,9 +131,9 @@ function parsePort(raw: string | undefined, scheme: AddressScheme, addr: string)
  */
 export function parseAddress(addr: string): TransportAddress {
   const scheme = schemeOf(addr);
-  if (scheme !== "tcp" && scheme !== "ws" && scheme !== "wss") {
+  if (scheme !== "tcp" && scheme !== "udp" && scheme !== "ws" && scheme !== "wss") {
     throw new RangeError(
-      `Cannot parse address ${quote(addr)}: unsupported scheme "${scheme}" (expected tcp, ws or wss)`,
+      `Cannot parse address ${quote(addr)}: unsupported scheme "${scheme}" (expected tcp, udp, ws or wss)`,
     );
   }
   const rest = addr.slice(scheme.length + 3);
@@ -157,8 +157,8 @@ export function parseAddress(addr: string): TransportAddress {
   const host = parseHost(rawHost, addr);
   const port = parsePort(rawPort, scheme, addr);
   let path = rawPath;
-  if (scheme === "tcp") {
-    if (path !== "") throw new SyntaxError(`Cannot parse address ${quote(addr)}: a tcp address takes no path`);
+  if (scheme === "tcp" || scheme === "udp") {
+    if (path !== "") throw new SyntaxError(`Cannot parse address ${quote(addr)}: a ${scheme} address takes no path`);
   } else {
     if (path === "") path = "/";
     if (!PATH.test(path)) {
@@ -192,7 +192,7 @@ export function formatAddress(address: TransportAddress): string {
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new RangeError(`Cannot format address: port must be an integer from 0 to 65535, got ${port}`);
   }
-  const path = scheme === "tcp" ? (address.path ?? "") : (address.path || "/");
+  const path = scheme === "tcp" || scheme === "udp" ? (address.path ?? "") : (address.path || "/");
   const text = `${scheme}://${host.includes(":") ? `[${host}]` : host}:${port}${path}`;
   // Parsing what we wrote checks every part and gives the canonical form.
   const parsed = parseAddress(text);

@@ -38,3 +38,4 @@ export * from "./retry.ts";
 export { DEFAULT_DIAL_TIMEOUT_MS, TcpTransport, type TcpTransportOptions } from "./tcp.ts";
 export * from "./websocket.ts";
 export * from "./memory.ts";
+export * from "./udp.ts";
