@@ -23,7 +23,7 @@ Deno.test("parseAddress() names what is wrong with a malformed address", () => {
     [42, TypeError, /expected a string, got number/],
     [null, TypeError, /got null/],
     ["127.0.0.1:4001", SyntaxError, /expected SCHEME:\/\/HOST:PORT/],
-    ["udp://127.0.0.1:4001", RangeError, /unsupported scheme "udp"/],
+    ["quic://127.0.0.1:4001", RangeError, /unsupported scheme "quic"/],
     ["tcp://127.0.0.1", SyntaxError, /the port is missing/],
     ["tcp://127.0.0.1:", SyntaxError, /the port "" is not a number/],
     ["tcp://127.0.0.1:http", SyntaxError, /the port "http" is not a number/],
@@ -94,7 +94,7 @@ Deno.test("formatAddress() brackets IPv6 hosts and rejects bad parts", () => {
   throws(() => formatAddress({ scheme: "tcp", host: "h", port: 1.5, path: "" }), RangeError);
   throws(() => formatAddress({ scheme: "tcp", host: 5 as unknown as string, port: 1, path: "" }), TypeError);
   throws(() => formatAddress({ scheme: "tcp", host: "a b", port: 1, path: "" }), SyntaxError);
-  throws(() => formatAddress({ scheme: "udp" as "tcp", host: "h", port: 1, path: "" }), RangeError);
+  throws(() => formatAddress({ scheme: "quic" as "tcp", host: "h", port: 1, path: "" }), RangeError);
 });
 
 Deno.test("schemeOf() returns the lowercase scheme of any address", () => {
