@@ -73,6 +73,20 @@ export function udpAddrKey(addr: UdpAddr): string {
   return `${addr.hostname}|${addr.port}`;
 }
 
+/**
+ * What carries datagrams for a protocol: the node's {@linkcode UdpSocket}, or
+ * something that behaves like one, such as a TURN allocation (its `url` is the
+ * relayed address).
+ */
+export interface PacketSocket {
+  /** The local (or relayed) address, as `udp://HOST:PORT`. */
+  readonly url: string;
+  /** Routes datagrams whose `match` is true to `handler`; returns a function that removes the route. */
+  route(match: DatagramMatch, handler: DatagramHandler): () => void;
+  /** Sends one datagram to `to`; rejects when the socket is closed or the system refuses. */
+  send(data: Uint8Array, to: UdpAddr): Promise<void>;
+}
+
 interface Route {
   match: DatagramMatch;
   handler: DatagramHandler;
@@ -94,7 +108,7 @@ interface Route {
  * deepEqual(await got.promise, new Uint8Array([0x80, 1, 2]));
  * ```
  */
-export class UdpSocket implements AsyncDisposable {
+export class UdpSocket implements PacketSocket, AsyncDisposable {
   /** The bound address (port 0 resolved). */
   readonly addr: UdpAddr;
   /** Counters, live. */

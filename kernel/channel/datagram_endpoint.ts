@@ -1,7 +1,8 @@
 /**
  * The datagram mode of the secure channel on the node's UDP socket
  * (NZ-DGRAM-01, spec/protocols/NZ-DGRAM-01.md): a {@linkcode DatagramEndpoint}
- * takes the NZ-DGRAM-01 packets of a {@linkcode UdpSocket}, starts handshakes
+ * takes the NZ-DGRAM-01 packets of a {@linkcode PacketSocket} (the node's UDP
+ * socket, or a TURN allocation), starts handshakes
  * ({@linkcode DatagramEndpoint.dial}) and answers them, and hands each data
  * packet to its session by the receiver's session index.
  *
@@ -27,7 +28,7 @@ import {
 import { DatagramSession, type DatagramSessionOptions } from "./datagram_session.ts";
 import type { FrameIO, SessionKeys } from "./types.ts";
 import { TransportError } from "../../transport/errors.ts";
-import { formatUdpAddr, type UdpAddr, udpAddrKey, type UdpSocket } from "../../transport/udp.ts";
+import { formatUdpAddr, type PacketSocket, type UdpAddr, udpAddrKey } from "../../transport/udp.ts";
 
 /** The first resend of a handshake packet waits this long; each later one twice as long, up to the maximum. */
 const RESEND_INITIAL_MS = 250;
@@ -64,7 +65,7 @@ interface Slot {
 export class DatagramEndpoint {
   /** Counters, live. */
   readonly stats: DatagramEndpointStats = { dropped: 0, refused: 0 };
-  readonly #socket: UdpSocket;
+  readonly #socket: PacketSocket;
   readonly #options: DatagramEndpointOptions;
   readonly #slots = new Map<number, Slot>();
   /** Responders by `address|port/senderIndex`, so a resent INITIATION is answered, not started again. */
@@ -75,7 +76,7 @@ export class DatagramEndpoint {
   #closed = false;
 
   /** Registers on `socket` for NZ-DGRAM-01 packets. */
-  constructor(socket: UdpSocket, options: DatagramEndpointOptions) {
+  constructor(socket: PacketSocket, options: DatagramEndpointOptions) {
     this.#socket = socket;
     this.#options = options;
     this.#unroute = socket.route(isDatagramPacket, (data, from) => this.#receive(data, from));
