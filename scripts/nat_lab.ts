@@ -96,6 +96,8 @@ const HOSTS: readonly LabHost[] = ["srv", "pub", "gwA", "gwB", "hostA", "hostA2"
 const NAMESPACES = ["inet", ...HOSTS] as const;
 const PREFIX_RE = /^nz[0-9a-z]{4}$/;
 const NS_RE = new RegExp(`^(nz[0-9a-z]{4})-(${NAMESPACES.join("|")})$`);
+/** The lab's "public internet" (RFC 5737 TEST-NET-3). */
+const INTERNET = "203.0.113.0/24";
 const RELAY_MIN_PORT = 49152;
 const RELAY_MAX_PORT = 49999;
 const DAEMON_READY_MS = 10_000;
@@ -733,7 +735,10 @@ export class NatLab implements AsyncDisposable {
       const ns = this.#ns(host);
       await attach(this.#ns(gw), "lan", port, ns, "eth0");
       await this.#ip(ns, "addr", "add", `${addr}/24`, "dev", "eth0");
-      await this.#ip(ns, "route", "add", "default", "via", GATEWAYS[gw].lan);
+      // no default route: only the lab's "internet" is reachable, so `ip route get` to anything else fails
+      // (multicast stays on the LAN, for SSDP)
+      await this.#ip(ns, "route", "add", INTERNET, "via", GATEWAYS[gw].lan);
+      await this.#ip(ns, "route", "add", "224.0.0.0/4", "dev", "eth0");
     }
     await Deno.writeTextFile(join(this.stateDir, "lab.json"), JSON.stringify({ prefix: this.prefix, options: o }));
     const starts: Promise<void>[] = [];
@@ -948,6 +953,31 @@ export async function natDiscovery(lab: NatLab, host: LabHost, filtering = true)
   return `${mapping} / ${filter}`;
 }
 
+/**
+ * Sends one UDP datagram with socat from one host to `to:port` and returns what socat on another host,
+ * bound to `bindAddr:port`, received (its first datagram) within `timeoutMs`; "" when nothing arrived.
+ */
+export async function deliver(
+  lab: NatLab,
+  from: LabHost,
+  at: LabHost,
+  to: string,
+  bindAddr: string,
+  port: number,
+  text: string,
+  timeoutMs = 3000,
+): Promise<string> {
+  const recv = lab.exec(at, ["socat", "-u", `UDP4-RECVFROM:${port},bind=${bindAddr}`, "STDOUT"], { timeoutMs });
+  // socat binds within a few ms; then the datagram
+  for (let i = 0; i < 40; i++) {
+    const ss = await run(["ip", "netns", "exec", lab.netns(at), "ss", "-Hlun", `sport = :${port}`], { check: false });
+    if (ss.stdout.trim() !== "") break;
+    await sleep(25);
+  }
+  await lab.exec(from, ["socat", "-u", "-", `UDP4-SENDTO:${to}:${port}`], { stdin: text });
+  return (await recv).stdout;
+}
+
 function expect(condition: boolean, message: string): void {
   if (!condition) throw new Error(message);
 }
@@ -957,8 +987,7 @@ export const LAB_CHECKS: readonly LabCheck[] = [
   {
     name: "STUN from hostA reports gwA's address, from hostB gwB's",
     async run(lab) {
-      const a = await stunReflexive(lab, "hostA");
-      const b = await stunReflexive(lab, "hostB");
+      const [a, b] = await Promise.all([stunReflexive(lab, "hostA"), stunReflexive(lab, "hostB")]);
       expect(a?.startsWith(`${LAB.gwA}:`) === true, `hostA reflexive ${a}, expected ${LAB.gwA}:P`);
       expect(b?.startsWith(`${LAB.gwB}:`) === true, `hostB reflexive ${b}, expected ${LAB.gwB}:P`);
       return `hostA ${a}, hostB ${b}`;
@@ -991,7 +1020,21 @@ export const LAB_CHECKS: readonly LabCheck[] = [
       const peer = lab.spawn("pub", ["turnutils_peer", "-L", LAB.pub, "-p", "3480"]);
       try {
         await sleep(300);
-        const args = ["-u", LAB.turnUser, "-w", LAB.turnPassword, "-e", LAB.pub, "-r", "3480", "-n", "5", "-m", "1"];
+        const args = [
+          "-v",
+          "-u",
+          LAB.turnUser,
+          "-w",
+          LAB.turnPassword,
+          "-e",
+          LAB.pub,
+          "-r",
+          "3480",
+          "-n",
+          "5",
+          "-m",
+          "1",
+        ];
         const ok = await lab.exec("hostB", ["turnutils_uclient", ...args, LAB.srv], { timeoutMs: 20_000 });
         const relay = /Received relay addr: ([0-9.]+:[0-9]+)/.exec(ok.stdout)?.[1];
         const lost = /Total lost packets (\d+)/.exec(ok.stdout)?.[1];
@@ -1017,6 +1060,8 @@ export const LAB_CHECKS: readonly LabCheck[] = [
   {
     name: "a UPnP mapping on gwA's miniupnpd lets a datagram from pub reach hostA",
     async run(lab) {
+      const before = await deliver(lab, "pub", "hostA", LAB.gwA, LAB.hostA, 40000, "before-mapping", 1500);
+      expect(before === "", `an unmapped datagram reached hostA: ${JSON.stringify(before)}`);
       const add = await lab.exec(
         "hostA",
         ["upnpc", "-i", "-e", "t", "-a", LAB.hostA, "40000", "40000", "UDP", "600"],
@@ -1026,14 +1071,9 @@ export const LAB_CHECKS: readonly LabCheck[] = [
         add.stdout.includes(`is redirected to internal ${LAB.hostA}:40000`),
         `upnpc -a: ${add.stdout.trim().split("\n").slice(-2).join(" ")}`,
       );
-      const recv = lab.exec("hostA", ["socat", "-u", `UDP4-RECV:40000,bind=${LAB.hostA}`, "STDOUT"], {
-        timeoutMs: 4000,
-      });
-      await sleep(300);
-      await lab.exec("pub", ["socat", "-u", "-", `UDP4-SENDTO:${LAB.gwA}:40000`], { stdin: "via-40000\n" });
-      const got = await recv;
+      const got = await deliver(lab, "pub", "hostA", LAB.gwA, LAB.hostA, 40000, "via-40000");
       await lab.exec("hostA", ["upnpc", "-i", "-d", "40000", "UDP"], { timeoutMs: 10_000 });
-      expect(got.stdout.includes("via-40000"), `hostA received ${JSON.stringify(got.stdout)}`);
+      expect(got === "via-40000", `hostA received ${JSON.stringify(got)}`);
       return `pub -> ${LAB.gwA}:40000 reached ${LAB.hostA}:40000`;
     },
   },
