@@ -24,8 +24,12 @@ export interface UdpAddr {
 /** Receives one datagram: `data` is the handler's to keep; `from` is where it came from. */
 export type DatagramHandler = (data: Uint8Array, from: UdpAddr) => void;
 
-/** Whether a datagram belongs to a route. */
-export type DatagramMatch = (data: Uint8Array) => boolean;
+/**
+ * Whether a datagram belongs to a route. `from` is where it came from, for a
+ * route that claims only one sender's traffic (a TURN client claims only its
+ * server's); a match that looks at the bytes alone may leave it out.
+ */
+export type DatagramMatch = (data: Uint8Array, from: UdpAddr) => boolean;
 
 /** Counters of a {@linkcode UdpSocket}. */
 export interface UdpSocketStats {
@@ -221,7 +225,7 @@ export class UdpSocket implements PacketSocket, AsyncDisposable {
     for (const route of this.#routes) {
       let matched = false;
       try {
-        matched = route.match(data);
+        matched = route.match(data, from);
       } catch {
         continue;
       }

@@ -35,6 +35,21 @@ Deno.test("udp: routes datagrams by their first bytes, drops what no route claim
   equal(a.stats.sent, 5);
 });
 
+Deno.test("udp: a route can match on the sender too, so two senders' same bytes go to different routes", async () => {
+  await using a = await UdpSocket.bind("udp://127.0.0.1:0");
+  await using c = await UdpSocket.bind("udp://127.0.0.1:0");
+  await using b = await UdpSocket.bind("udp://127.0.0.1:0");
+  const fromA: number[] = [];
+  const rest = Promise.withResolvers<[number, string]>();
+  b.route((d, from) => d[0] === 0x40 && from.port === a.addr.port, (d) => fromA.push(d[1]));
+  b.route((d) => d[0] === 0x40, (d, from) => rest.resolve([d[1], formatUdpAddr(from)]));
+  await a.send(new Uint8Array([0x40, 1]), b.addr);
+  await c.send(new Uint8Array([0x40, 2]), b.addr);
+  deepEqual(await rest.promise, [2, c.url]);
+  deepEqual(fromA, [1]);
+  equal(b.stats.unrouted, 0);
+});
+
 Deno.test("udp: a throwing handler loses one datagram, the socket goes on", async () => {
   await using a = await UdpSocket.bind("udp://127.0.0.1:0");
   await using b = await UdpSocket.bind("udp://127.0.0.1:0");
