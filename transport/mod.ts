@@ -39,3 +39,5 @@ export { DEFAULT_DIAL_TIMEOUT_MS, TcpTransport, type TcpTransportOptions } from 
 export * from "./websocket.ts";
 export * from "./memory.ts";
 export * from "./udp.ts";
+export * from "./stun/mod.ts";
+export * from "./portmap/mod.ts";

@@ -19,3 +19,6 @@
 
 export * from "./errors.ts";
 export * from "./message.ts";
+export * from "./client.ts";
+export * from "./server.ts";
+export * from "./nat_behavior.ts";
