@@ -194,6 +194,11 @@ function processStartTime(pid: number): string | null {
   }
 }
 
+/** Whether the process that recorded itself as `pid` with that start time still runs (a zombie does not). */
+function ownerAlive(pid: number, startTime: string): boolean {
+  return processStartTime(pid) === startTime && !isZombie(pid);
+}
+
 function kill(pid: number, signal: Deno.Signal): void {
   try {
     Deno.kill(pid, signal);
@@ -228,6 +233,18 @@ async function removeNamespaces(names: string[]): Promise<void> {
   for (const name of names) await Deno.remove(`/etc/netns/${name}`, { recursive: true }).catch(() => {});
   // the folder /etc/netns itself only when no other namespace uses it
   await Deno.remove("/etc/netns").catch(() => {});
+}
+
+/** Creates /etc/netns/NS; retried, since another lab's `down` may remove an empty /etc/netns meanwhile. */
+async function makeNetnsEtc(ns: string): Promise<void> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      await Deno.mkdir(`/etc/netns/${ns}`, { recursive: true });
+      return;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound) || attempt >= 5) throw e;
+    }
+  }
 }
 
 function isZombie(pid: number): boolean {
@@ -678,7 +695,7 @@ export class NatLab implements AsyncDisposable {
     for (const name of NAMESPACES) {
       const ns = this.#ns(name);
       await run(["ip", "netns", "add", ns]);
-      await Deno.mkdir(`/etc/netns/${ns}`, { recursive: true });
+      await makeNetnsEtc(ns);
       await Deno.writeTextFile(`/etc/netns/${ns}/resolv.conf`, "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n");
       await Deno.writeTextFile(`/etc/netns/${ns}/hosts`, HOSTS_FILE);
       await this.#ip(ns, "link", "set", "lo", "up");
@@ -914,7 +931,7 @@ export async function cleanupStaleLabs(): Promise<string[]> {
     } catch {
       record = null;
     }
-    if (record && typeof record.pid === "number" && processStartTime(record.pid) === record.startTime) continue;
+    if (record && typeof record.pid === "number" && ownerAlive(record.pid, record.startTime)) continue;
     await removeNamespaces(NAMESPACES.map((name) => `${prefix}-${name}`));
     if (record && typeof record.stateDir === "string" && record.stateDir.includes("nzcore-nat-lab-")) {
       await Deno.remove(record.stateDir, { recursive: true }).catch(() => {});
@@ -982,7 +999,7 @@ function expect(condition: boolean, message: string): void {
   if (!condition) throw new Error(message);
 }
 
-/** What `verify` runs, in order; leaves gwA in `prc` and gwB in `sym`. */
+/** What `verify` runs, in order; each gateway is back in its mode afterwards (its mappings flushed). */
 export const LAB_CHECKS: readonly LabCheck[] = [
   {
     name: "STUN from hostA reports gwA's address, from hostB gwB's",
@@ -996,22 +1013,26 @@ export const LAB_CHECKS: readonly LabCheck[] = [
   {
     name: "turnutils_natdiscovery classifies prc, sym, fc and rc as RFC 4787 says",
     async run(lab) {
-      await lab.setNat("gwA", "prc");
-      await lab.setNat("gwB", "sym");
-      const [a, b] = await Promise.all([natDiscovery(lab, "hostA"), natDiscovery(lab, "hostB", false)]);
-      expect(
-        a === "NAT with Endpoint Independent Mapping / NAT with Address and Port Dependent Filtering",
-        `prc: ${a}`,
-      );
-      expect(b === "NAT with Address and Port Dependent Mapping", `sym: ${b}`);
-      await lab.setNat("gwA", "fc");
-      await lab.setNat("gwB", "rc");
-      const [fc, rc] = await Promise.all([natDiscovery(lab, "hostA"), natDiscovery(lab, "hostB")]);
-      await lab.setNat("gwA", "prc");
-      await lab.setNat("gwB", "sym");
-      expect(fc === "NAT with Endpoint Independent Mapping / NAT with Endpoint Independent Filtering", `fc: ${fc}`);
-      expect(rc === "NAT with Endpoint Independent Mapping / NAT with Address Dependent Filtering", `rc: ${rc}`);
-      return `prc: ${a}; sym: ${b}; fc: ${fc}; rc: ${rc}`;
+      const before = { gwA: lab.natMode("gwA"), gwB: lab.natMode("gwB") };
+      try {
+        await lab.setNat("gwA", "prc");
+        await lab.setNat("gwB", "sym");
+        const [a, b] = await Promise.all([natDiscovery(lab, "hostA"), natDiscovery(lab, "hostB", false)]);
+        expect(
+          a === "NAT with Endpoint Independent Mapping / NAT with Address and Port Dependent Filtering",
+          `prc: ${a}`,
+        );
+        expect(b === "NAT with Address and Port Dependent Mapping", `sym: ${b}`);
+        await lab.setNat("gwA", "fc");
+        await lab.setNat("gwB", "rc");
+        const [fc, rc] = await Promise.all([natDiscovery(lab, "hostA"), natDiscovery(lab, "hostB")]);
+        expect(fc === "NAT with Endpoint Independent Mapping / NAT with Endpoint Independent Filtering", `fc: ${fc}`);
+        expect(rc === "NAT with Endpoint Independent Mapping / NAT with Address Dependent Filtering", `rc: ${rc}`);
+        return `prc: ${a}; sym: ${b}; fc: ${fc}; rc: ${rc}`;
+      } finally {
+        await lab.setNat("gwA", before.gwA);
+        await lab.setNat("gwB", before.gwB);
+      }
     },
   },
   {
@@ -1116,7 +1137,7 @@ async function readCliState(): Promise<CliState | null> {
 }
 
 function keeperAlive(state: CliState): boolean {
-  return processStartTime(state.pid) === state.startTime;
+  return ownerAlive(state.pid, state.startTime);
 }
 
 function printAddresses(prefix: string, stateDir: string): void {
@@ -1145,24 +1166,37 @@ function cliOptions(): NatLabOptions {
 }
 
 /** The keeper: owns a CLI lab until SIGTERM / SIGINT, then removes it. */
-async function keep(options: NatLabOptions): Promise<void> {
-  const lab = await NatLab.up(options);
-  const state: CliState = {
-    prefix: lab.prefix,
-    stateDir: lab.stateDir,
-    pid: Deno.pid,
-    startTime: processStartTime(Deno.pid) ?? "",
-  };
-  await Deno.writeTextFile(cliStateFile(), JSON.stringify(state));
-  const { promise, resolve } = Promise.withResolvers<void>();
+function keeperErrorFile(): string {
+  return `${cliStateFile()}.error`;
+}
+
+/** The keeper: owns a CLI lab until SIGTERM / SIGINT, then removes it. Its errors go to {@link keeperErrorFile}. */
+async function keep(options: NatLabOptions): Promise<number> {
+  const { promise: stop, resolve } = Promise.withResolvers<void>();
+  // listening before the lab exists, so that a TERM during `up` still removes it
   Deno.addSignalListener("SIGTERM", resolve);
   Deno.addSignalListener("SIGINT", resolve);
-  Deno.addSignalListener("SIGHUP", () => {});
-  await promise;
-  await lab.down();
+  let lab: NatLab;
+  try {
+    lab = await NatLab.up(options);
+    const state: CliState = {
+      prefix: lab.prefix,
+      stateDir: lab.stateDir,
+      pid: Deno.pid,
+      startTime: processStartTime(Deno.pid) ?? "",
+    };
+    await Deno.writeTextFile(cliStateFile(), JSON.stringify(state));
+  } catch (e) {
+    await Deno.writeTextFile(keeperErrorFile(), (e as Error).message).catch(() => {});
+    return 1;
+  }
+  await stop;
+  await lab.down().catch(async (e) => {
+    await Deno.writeTextFile(keeperErrorFile(), `down: ${(e as Error).message}`).catch(() => {});
+  });
   const now = await readCliState();
   if (now?.prefix === lab.prefix) await Deno.remove(cliStateFile()).catch(() => {});
-  Deno.exit(0);
+  return 0;
 }
 
 async function cliUp(): Promise<number> {
@@ -1180,26 +1214,26 @@ async function cliUp(): Promise<number> {
     return 1;
   }
   await Deno.remove(cliStateFile()).catch(() => {});
+  await Deno.remove(keeperErrorFile()).catch(() => {});
   const keeper = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL(import.meta.url).pathname, "__keep", JSON.stringify(options)],
     stdin: "null",
     stdout: "null",
-    stderr: "piped",
+    stderr: "null",
     detached: true,
   }).spawn();
-  const errors = new Response(keeper.stderr).text();
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     const state = await readCliState();
     if (state && state.pid === keeper.pid) {
       printAddresses(state.prefix, state.stateDir);
       keeper.unref();
-      await keeper.stderr.cancel().catch(() => {});
       return 0;
     }
     if (processStartTime(keeper.pid) === null || isZombie(keeper.pid)) {
       await keeper.status;
-      console.error(`nat_lab: up failed: ${(await errors).trim()}`);
+      const why = await Deno.readTextFile(keeperErrorFile()).catch(() => "the keeper process ended");
+      console.error(`nat_lab: up failed: ${why}`);
       return 1;
     }
     await sleep(100);
@@ -1326,8 +1360,7 @@ async function main(args: string[]): Promise<number> {
     case "cleanup":
       return await cliCleanup();
     case "__keep":
-      await keep(JSON.parse(args[1] ?? "{}"));
-      return 0;
+      return await keep(JSON.parse(args[1] ?? "{}"));
     default:
       console.error(USAGE);
       return 2;

@@ -10,7 +10,19 @@ import {
   stunReflexive,
 } from "../../scripts/nat_lab.ts";
 
-const reason = await labUnavailable();
+/** The independent clients these tests drive, beside what the lab itself needs. */
+async function clientsMissing(): Promise<string | null> {
+  const clients = ["turnutils_natdiscovery", "turnutils_uclient", "turnutils_peer", "upnpc", "socat", "getent"];
+  const path = (Deno.env.get("PATH") ?? "").split(":");
+  const missing = [];
+  for (const client of clients) {
+    const found = await Promise.all(path.map((dir) => Deno.stat(`${dir}/${client}`).then(() => true, () => false)));
+    if (!found.includes(true)) missing.push(client);
+  }
+  return missing.length ? `the NAT lab tests need ${missing.join(", ")}` : null;
+}
+
+const reason = (await labUnavailable()) ?? (await clientsMissing());
 if (reason !== null) console.log(`nat_lab tests skipped: ${reason}`);
 const ignore = reason !== null;
 
@@ -60,6 +72,15 @@ Deno.test({
     await using lab = await NatLab.up();
     match(lab.prefix, /^nz[0-9a-z]{4}$/);
     eql(lab.netns("hostA2"), `${lab.prefix}-hostA2`);
+
+    await t.step("Deno runs in hostA with only its LAN address, and *.lab.test names resolve there", async () => {
+      const script = "console.log(Deno.networkInterfaces().filter((i) => i.family === 'IPv4')" +
+        ".map((i) => i.address).sort().join(' '))";
+      const deno = await lab.exec("hostA", [Deno.execPath(), "eval", script], { timeoutMs: 20_000 });
+      eql(deno.stdout.trim(), `${LAB.hostA} 127.0.0.1`);
+      const names = await lab.exec("hostA", ["getent", "hosts", "srv.lab.test"]);
+      match(names.stdout, /^203\.0\.113\.10\s+srv\.lab\.test/);
+    });
 
     await t.step("turnutils_stunclient from hostA reports gwA's address, from hostB gwB's", async () => {
       const [a, b] = await Promise.all([stunReflexive(lab, "hostA"), stunReflexive(lab, "hostB")]);
@@ -146,7 +167,7 @@ Deno.test({
   name: "two labs run at once without seeing each other, and down() leaves no namespace, process or folder",
   ignore,
   async fn() {
-    const [one, two] = await Promise.all([NatLab.up({ natA: "fc" }), NatLab.up({ upnp: false })]);
+    const [one, two] = await Promise.all([NatLab.up({ natA: "fc", udpTimeout: 10 }), NatLab.up({ upnp: false })]);
     ok(one.prefix !== two.prefix);
     const daemons = [
       ...await Promise.all(["coturn", "miniupnpd"].map((d) => Deno.readTextFile(`${one.stateDir}/${d}/pid`))),
@@ -155,6 +176,9 @@ Deno.test({
     try {
       eql(one.natMode("gwA"), "fc");
       eql(two.natMode("gwA"), "prc");
+      const timeout = ["sysctl", "-n", "net.netfilter.nf_conntrack_udp_timeout"];
+      eql((await one.exec("gwB", timeout)).stdout.trim(), "10");
+      eql((await two.exec("gwB", timeout)).stdout.trim(), "30");
       // gwA is a full cone only in lab one: after hostA sends to pub:7000, pub from another port gets through there alone
       for (const lab of [one, two]) {
         await lab.exec("hostA", ["socat", "-u", "-", `UDP4-SENDTO:${LAB.pub}:7000,sourceport=41000`], { stdin: "x" });
