@@ -102,25 +102,31 @@ export function inSubnet(address: string, network: string, prefix: number): bool
 }
 
 /**
- * The IPv4 default gateway in the text of Linux's `/proc/net/route`: the
- * first up route (flag RTF_UP 0x1) with the gateway flag (RTF_GATEWAY 0x2),
- * destination 0.0.0.0 and mask 0.0.0.0, lowest metric first. The kernel
- * prints addresses as 8 hex digits in host byte order (little endian here).
- * Returns null when there is no such route or the text does not parse.
+ * The IPv4 gateway in the text of Linux's `/proc/net/route`: of the up
+ * routes (flag RTF_UP 0x1) through a gateway (RTF_GATEWAY 0x2), the most
+ * general one (the default route 0.0.0.0/0 when there is one; else the
+ * shortest mask, as in a lab host routed only to its "internet"), lowest
+ * metric first. The kernel prints addresses and masks as 8 hex digits in
+ * host byte order (little endian here). Returns null when there is no such
+ * route.
  */
 export function parseDefaultGateway(procNetRoute: string): string | null {
-  let best: { gateway: string; metric: number } | null = null;
+  let best: { gateway: string; bits: number; metric: number } | null = null;
   for (const line of procNetRoute.split("\n").slice(1)) {
     const f = line.trim().split(/\s+/);
     if (f.length < 8) continue;
-    const [, destination, gatewayHex, flagsHex, , , metricText, mask] = f;
+    const [, , gatewayHex, flagsHex, , , metricText, maskHex] = f;
+    if (!/^[0-9A-Fa-f]{8}$/.test(gatewayHex) || !/^[0-9A-Fa-f]{8}$/.test(maskHex)) continue;
     const flags = parseInt(flagsHex, 16);
-    if (destination !== "00000000" || mask !== "00000000" || !(flags & 1) || !(flags & 2)) continue;
-    if (!/^[0-9A-Fa-f]{8}$/.test(gatewayHex)) continue;
+    if (!(flags & 1) || !(flags & 2)) continue;
     const v = parseInt(gatewayHex, 16);
+    if (v === 0) continue;
     const gateway = `${v & 0xff}.${(v >>> 8) & 0xff}.${(v >>> 16) & 0xff}.${v >>> 24}`;
-    const metric = Number(metricText);
-    if (best === null || metric < best.metric) best = { gateway, metric };
+    const bits = [...parseInt(maskHex, 16).toString(2)].filter((c) => c === "1").length;
+    const metric = Number(metricText) || 0;
+    if (best === null || bits < best.bits || (bits === best.bits && metric < best.metric)) {
+      best = { gateway, bits, metric };
+    }
   }
   return best?.gateway ?? null;
 }
