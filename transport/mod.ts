@@ -41,4 +41,3 @@ export * from "./memory.ts";
 export * from "./udp.ts";
 export * from "./stun/mod.ts";
 export * from "./portmap/mod.ts";
-export * from "./portmap/mod.ts";
