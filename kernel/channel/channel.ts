@@ -383,6 +383,11 @@ export class Channel implements AsyncIterable<Stream> {
     return { ...this.#stats, streams: this.#streams.size };
   }
 
+  /** The smoothed round-trip time of PINGs in milliseconds (RFC 6298), or null before the first PONG. */
+  get rttMs(): number | null {
+    return this.#rtt === 0 ? null : this.#rtt;
+  }
+
   /** The largest message this side sends or accepts. */
   get maxMessageSize(): number {
     return this.#host.maxMessageSize;

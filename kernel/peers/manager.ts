@@ -32,9 +32,12 @@ import type { ChannelOptions } from "../channel/channel.ts";
 import { ChannelError } from "../channel/errors.ts";
 import { performHandshake } from "../channel/handshake.ts";
 import type { Stream } from "../channel/stream.ts";
-import type { FrameIO, PeerIdentity } from "../channel/types.ts";
+import type { FrameIO, PeerIdentity, SessionKeys } from "../channel/types.ts";
+import { DatagramEndpoint, type DatagramHandshake } from "../channel/datagram_endpoint.ts";
+import type { DatagramSession, DatagramSessionOptions } from "../channel/datagram_session.ts";
 import { createFrameIO } from "../../transport/framing.ts";
 import type { Duplex, Listener, Transport } from "../../transport/types.ts";
+import { parseUdpAddr, UdpSocket } from "../../transport/udp.ts";
 import { type AddressBook, resolvePeerName } from "./address_book.ts";
 
 /** The protocol of plain messages between nodes (`nzcore send`). */
@@ -89,8 +92,41 @@ export interface PeerManagerOptions {
   channel?: Partial<ChannelOptions>;
   /** The largest frame on the wire, in bytes (default: the transport framing's). */
   maxFrameSize?: number;
+  /** Options of sessions over UDP (datagram size, keep-alive, idle timeout). */
+  datagram?: DatagramSessionOptions;
   /** Random numbers in [0, 1) for the jitter (default `Math.random`). */
   random?: () => number;
+}
+
+/** The path a session runs on, as `peers` shows it. */
+export interface SessionPath {
+  /** `direct`: the two nodes exchange packets themselves; `relayed`: a relay (a node or a TURN server) forwards them. */
+  kind: "direct" | "relayed";
+  /** `tcp`, `udp`, `ws`, `wss`, or for relayed paths `relay` (a node) or `turn`. */
+  transport: string;
+  /** The peer's address on this path (its current one, for UDP). */
+  remoteAddr: string;
+  /** For a relayed path: the relay (a node ID, or the TURN server's address). */
+  via?: string;
+  /** Smoothed round-trip time in milliseconds, or null before the first sample. */
+  rttMs: number | null;
+}
+
+/**
+ * A way to a peer before the handshake: the {@linkcode FrameIO} the handshake
+ * runs on, and the one the channel runs on after it (the same one over a
+ * stream transport; a datagram session over UDP). Made by the manager for
+ * each transport, and by the relay and hole-punching code for their paths.
+ */
+export interface Link {
+  /** The peer's address, for logs, the address book and `peers`. */
+  readonly remoteAddr: string;
+  /** The handshake runs on this. */
+  readonly handshakeIo: FrameIO;
+  /** Given the handshake's keys, the FrameIO of the channel. */
+  establish(keys: SessionKeys): FrameIO;
+  /** The path, live (`rttMs` is read from the channel when the link does not know it). */
+  path(): Omit<SessionPath, "rttMs"> & { rttMs?: number | null };
 }
 
 /** Handles a stream that a peer opened with a protocol. */
@@ -112,6 +148,8 @@ export interface SessionInfo {
   features: string[];
   /** When the session opened, in milliseconds since the Unix epoch. */
   openedAt: number;
+  /** The path the session runs on. */
+  path: SessionPath;
 }
 
 /** An authenticated, encrypted session with one peer. */
@@ -133,6 +171,7 @@ export class Session {
   /** @internal Set when another session with the same peer replaced this one. */
   replaced = false;
   #messages: Promise<Stream> | undefined;
+  #link: Link;
 
   /** @internal Sessions are made by {@linkcode PeerManager}. */
   constructor(init: {
@@ -142,7 +181,9 @@ export class Session {
     version: number;
     features: string[];
     channel: Channel;
+    link: Link;
   }) {
+    this.#link = init.link;
     this.peer = init.peer;
     this.direction = init.direction;
     this.address = init.address;
@@ -188,6 +229,17 @@ export class Session {
     await this.channel.close(reason);
   }
 
+  /** The path the session runs on, now. */
+  path(): SessionPath {
+    const path = this.#link.path();
+    return { ...path, rttMs: path.rttMs ?? this.channel.rttMs };
+  }
+
+  /** Whether a relay forwards the session's packets. */
+  get relayed(): boolean {
+    return this.#link.path().kind === "relayed";
+  }
+
   /** What may be shown of the session. */
   info(): SessionInfo {
     return {
@@ -198,6 +250,7 @@ export class Session {
       version: this.version,
       features: this.features,
       openedAt: this.openedAt,
+      path: this.path(),
     };
   }
 }
@@ -219,6 +272,8 @@ export class PeerManager {
   #closing = new AbortController();
   #tracked = new Set<Promise<unknown>>();
   #logBudget = { left: 20, since: 0 };
+  #udp: { socket: UdpSocket; endpoint: DatagramEndpoint } | null = null;
+  #udpListening = false;
 
   /** Creates a manager; nothing listens until {@linkcode PeerManager.listen}. */
   constructor(options: PeerManagerOptions) {
@@ -238,7 +293,22 @@ export class PeerManager {
 
   /** The addresses the node listens on (ports resolved). */
   get listening(): string[] {
-    return this.#listeners.map((l) => l.addr);
+    const bound = this.#listeners.map((l) => l.addr);
+    if (this.#udp && this.#udpListening) bound.push(this.#udp.socket.url);
+    return bound;
+  }
+
+  /** The node's UDP socket, once it listens on `udp://` or dialed a `udp://` address; null before. */
+  get udpSocket(): UdpSocket | null {
+    return this.#udp?.socket ?? null;
+  }
+
+  /**
+   * The node's UDP socket, bound now on an ephemeral port of every interface if there is none yet: the socket that
+   * UDP sessions, STUN and hole punching share, so that what STUN learns is the mapping sessions use.
+   */
+  async ensureUdpSocket(): Promise<UdpSocket> {
+    return (await this.#udpEndpoint()).socket;
   }
 
   /** The open sessions, one per peer. */
@@ -259,6 +329,13 @@ export class PeerManager {
   async listen(addresses: readonly string[]): Promise<string[]> {
     const bound: string[] = [];
     for (const address of addresses) {
+      if (/^udp:\/\//i.test(address)) {
+        if (this.#udpListening) throw new ConflictError(`The node listens on UDP already (${this.#udp!.socket.url})`);
+        const udp = await this.#udpEndpoint(address);
+        this.#udpListening = true;
+        bound.push(udp.socket.url);
+        continue;
+      }
       const transport = this.#transportOf(address);
       const listener = await transport.listen(address, {
         onConnection: (conn) => this.#track(this.#accept(conn)),
@@ -275,6 +352,10 @@ export class PeerManager {
     const listeners = this.#listeners;
     this.#listeners = [];
     await Promise.allSettled(listeners.map((l) => l.close()));
+    if (this.#udp && this.#udpListening) {
+      // UDP sessions live on the socket: it stays for them, and stops answering new handshakes.
+      this.#udpListening = false;
+    }
   }
 
   /** Dials every peer marked `autoConnect`, in the background. */
@@ -306,20 +387,41 @@ export class PeerManager {
       this.#closing.signal,
       options.signal ?? AbortSignal.timeout(this.#limits.timeoutMs * 2),
     ]);
-    const conn = await this.#transportOf(address).dial(address, { signal });
-    const io = this.#frames(conn);
+    const link = await this.#dial(address, signal);
+    const session = await this.connectLink(link, { expectedPeer: expected, signal });
+    await this.#options.book.seen(session.peer, { dialed: address });
+    if (options.autoConnect) await this.#options.book.setAutoConnect(session.nodeId, true);
+    return session;
+  }
+
+  /**
+   * Runs the handshake as initiator over `link` and registers the session,
+   * which replaces a relayed one with the same peer when `link` is direct.
+   * The hole-punching and relay code dial through this.
+   *
+   * @throws {PeerMismatchError} when `expectedPeer` does not answer.
+   * @throws {HandshakeError} when the handshake fails.
+   */
+  async connectLink(link: Link, options: { expectedPeer?: string; signal?: AbortSignal } = {}): Promise<Session> {
+    const signal = AbortSignal.any([
+      this.#closing.signal,
+      options.signal ?? AbortSignal.timeout(this.#limits.timeoutMs * 2),
+    ]);
+    const address = link.remoteAddr;
+    let io: FrameIO = link.handshakeIo;
     try {
-      const result = await performHandshake(io, {
+      const result = await performHandshake(link.handshakeIo, {
         role: "initiator",
         identity: this.#options.identity(),
-        expectedPeer: expected,
+        expectedPeer: options.expectedPeer,
         timeoutMs: this.#limits.timeoutMs,
         signal,
       });
+      io = link.establish(result.keys);
       if (result.peer.nodeId === this.#options.identity().nodeId) {
         throw new ConflictError(`${address} is this node itself`);
       }
-      const session = this.#register(io, result, "outbound", address);
+      const session = this.#register(io, link, result, "outbound");
       // In Noise XX the dialer is done before the responder has judged it: one round trip on the channel proves
       // that the peer accepted the session (a refusal arrives as its GOAWAY reason instead).
       let kept = session;
@@ -331,13 +433,48 @@ export class PeerManager {
         if (!winner) throw error;
         kept = winner;
       }
-      await this.#options.book.seen(result.peer, { dialed: address });
-      if (options.autoConnect) await this.#options.book.setAutoConnect(result.peer.nodeId, true);
       return kept;
     } catch (error) {
       io.abort(error);
+      link.handshakeIo.abort(error);
       this.#refused(address, error);
       throw error;
+    }
+  }
+
+  /**
+   * Answers a handshake over `link` (as responder) and registers the session
+   * if the policy accepts the peer. The relay code hands the links it
+   * receives to this.
+   */
+  async acceptLink(link: Link): Promise<Session | null> {
+    const io = link.handshakeIo;
+    try {
+      const result = await performHandshake(io, {
+        role: "responder",
+        identity: this.#options.identity(),
+        timeoutMs: this.#limits.timeoutMs,
+        signal: this.#closing.signal,
+      }).catch((error) => {
+        io.abort(error);
+        throw error;
+      });
+      const channelIo = link.establish(result.keys);
+      const refusal = this.#refusal(result.peer.nodeId);
+      if (refusal) {
+        // The dialer finished its handshake already: tell it why over the channel (a GOAWAY), then hang up.
+        const channel = openChannel(channelIo, result.keys, { keepAliveMs: 0, idleTimeoutMs: 0, log: () => {} });
+        await withTimeout(channel.close(refusal), 2_000, () => channel.abort(refusal));
+        throw new ConflictError(refusal);
+      }
+      const session = this.#register(channelIo, link, result, "inbound");
+      // Only peers the node already knows are refreshed: a stranger's inbound session is not written down, so a
+      // flood of throwaway identities cannot grow the address book (their ephemeral ports are useless for redials).
+      if (this.#options.book.get(result.peer.nodeId)) await this.#options.book.seen(result.peer);
+      return session;
+    } catch (error) {
+      this.#refused(link.remoteAddr, error);
+      return null;
     }
   }
 
@@ -383,6 +520,11 @@ export class PeerManager {
       sessions.map((s) => withTimeout(s.close("node stopping"), 2_000, () => s.channel.abort())),
     );
     await Promise.allSettled([...this.#tracked]);
+    if (this.#udp) {
+      this.#udp.endpoint.close();
+      await this.#udp.socket.close();
+      this.#udp = null;
+    }
   }
 
   #transportOf(address: string): Transport {
@@ -400,6 +542,72 @@ export class PeerManager {
     return createFrameIO(conn, this.#options.maxFrameSize ? { maxFrameSize: this.#options.maxFrameSize } : {});
   }
 
+  /** Opens a link to `address`: a connection of its transport, or a datagram handshake on the UDP socket. */
+  async #dial(address: string, signal: AbortSignal): Promise<Link> {
+    if (/^udp:\/\//i.test(address)) {
+      const to = parseUdpAddr(address);
+      const { endpoint } = await this.#udpEndpoint();
+      return this.#datagramLink(endpoint.dial(to));
+    }
+    const conn = await this.#transportOf(address).dial(address, { signal });
+    return this.#streamLink(conn);
+  }
+
+  #streamLink(conn: Duplex): Link {
+    const io = this.#frames(conn);
+    const transport = /^([a-z]+):/i.exec(conn.remoteAddr)?.[1]?.toLowerCase() ?? "tcp";
+    return {
+      remoteAddr: conn.remoteAddr,
+      handshakeIo: io,
+      establish: () => io,
+      path: () => ({ kind: "direct", transport, remoteAddr: conn.remoteAddr }),
+    };
+  }
+
+  #datagramLink(handshake: DatagramHandshake): Link {
+    let session: DatagramSession | null = null;
+    return {
+      get remoteAddr() {
+        return session?.remoteAddr ?? handshake.remoteAddr;
+      },
+      handshakeIo: handshake,
+      establish: (keys) => this.#frames(session = handshake.establish(keys)),
+      path: () => ({
+        kind: "direct",
+        transport: "udp",
+        remoteAddr: session?.remoteAddr ?? handshake.remoteAddr,
+        rttMs: session?.rttMs ?? null,
+      }),
+    };
+  }
+
+  /** The UDP socket and its datagram endpoint, bound at `address` (or an ephemeral port) the first time. */
+  async #udpEndpoint(address = "udp://0.0.0.0:0"): Promise<{ socket: UdpSocket; endpoint: DatagramEndpoint }> {
+    if (this.#udp) {
+      if (address !== "udp://0.0.0.0:0" && !this.#udpListening) {
+        throw new ConflictError(
+          `The node's UDP socket is bound at ${this.#udp.socket.url} already (it dialed before listening)`,
+        );
+      }
+      return this.#udp;
+    }
+    const socket = await UdpSocket.bind(address);
+    const endpoint = new DatagramEndpoint(socket, {
+      session: this.#options.datagram,
+      maxPending: this.#limits.pendingTotal,
+      maxPendingPerHost: this.#limits.pendingPerHost,
+      onHandshake: (handshake) => {
+        if (!this.#udpListening || this.#closing.signal.aborted) {
+          handshake.abort(new Error("not listening on UDP"));
+          return;
+        }
+        this.#track(this.acceptLink(this.#datagramLink(handshake)));
+      },
+    });
+    this.#udp = { socket, endpoint };
+    return this.#udp;
+  }
+
   #track(promise: Promise<unknown>): void {
     this.#tracked.add(promise);
     promise.finally(() => this.#tracked.delete(promise));
@@ -415,30 +623,8 @@ export class PeerManager {
     }
     this.#pendingTotal++;
     this.#pendingByHost.set(host, fromHost + 1);
-    const io = this.#frames(conn);
     try {
-      const result = await performHandshake(io, {
-        role: "responder",
-        identity: this.#options.identity(),
-        timeoutMs: this.#limits.timeoutMs,
-        signal: this.#closing.signal,
-      }).catch((error) => {
-        io.abort(error);
-        throw error;
-      });
-      const refusal = this.#refusal(result.peer.nodeId);
-      if (refusal) {
-        // The dialer finished its handshake already: tell it why over the channel (a GOAWAY), then hang up.
-        const channel = openChannel(io, result.keys, { keepAliveMs: 0, idleTimeoutMs: 0, log: () => {} });
-        await withTimeout(channel.close(refusal), 2_000, () => channel.abort(refusal));
-        throw new ConflictError(refusal);
-      }
-      this.#register(io, result, "inbound", conn.remoteAddr);
-      // Only peers the node already knows are refreshed: a stranger's inbound session is not written down, so a
-      // flood of throwaway identities cannot grow the address book (their ephemeral ports are useless for redials).
-      if (this.#options.book.get(result.peer.nodeId)) await this.#options.book.seen(result.peer);
-    } catch (error) {
-      this.#refused(conn.remoteAddr, error);
+      await this.acceptLink(this.#streamLink(conn));
     } finally {
       this.#pendingTotal--;
       const left = (this.#pendingByHost.get(host) ?? 1) - 1;
@@ -458,9 +644,9 @@ export class PeerManager {
 
   #register(
     io: FrameIO,
+    link: Link,
     result: { peer: PeerIdentity; version: number; features: string[]; keys: Parameters<typeof openChannel>[1] },
     direction: "inbound" | "outbound",
-    address: string,
   ): Session {
     // The channel reads only after this returns, so every stream it hands over finds the session set.
     const ref: { session?: Session } = {};
@@ -472,7 +658,8 @@ export class PeerManager {
     const session = ref.session = new Session({
       peer: result.peer,
       direction,
-      address,
+      address: link.remoteAddr,
+      link,
       version: result.version,
       features: result.features,
       channel,
@@ -496,8 +683,12 @@ export class PeerManager {
     return kept;
   }
 
-  /** Of two sessions with one peer, both sides keep the one whose initiator has the smaller node ID. */
+  /**
+   * Of two sessions with one peer, both sides keep a direct one over a relayed one, and otherwise the one whose
+   * initiator has the smaller node ID.
+   */
   #prefer(a: Session, b: Session): Session {
+    if (a.relayed !== b.relayed) return a.relayed ? b : a;
     const self = this.#options.identity().nodeId;
     const initiator = (s: Session) => (s.direction === "outbound" ? self : s.nodeId);
     const ia = initiator(a), ib = initiator(b);

@@ -134,7 +134,7 @@ Deno.test("the peers API refuses bad requests and unreachable or mismatched peer
 
   const unknownField = await post({ address: tcpB, extra: 1 });
   equal(unknownField.status, 400);
-  const badScheme = await post({ address: "udp://127.0.0.1:1" });
+  const badScheme = await post({ address: "quic://127.0.0.1:1" });
   equal(badScheme.status, 400);
   equal((await badScheme.json()).error.code, "invalid_request");
   // A port nothing listens on.

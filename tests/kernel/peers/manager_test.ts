@@ -197,3 +197,40 @@ Deno.test("garbage instead of a handshake ends that connection only", async () =
   await session.sendMessage(utf8("still here"));
   equal((await b.next("peer.message")).text, "still here");
 });
+
+Deno.test("two nodes connect over UDP (datagram mode), exchange messages, and show the path", async () => {
+  await using a = await peer();
+  await using b = await peer();
+  const [address] = await b.manager.listen(["udp://127.0.0.1:0"]);
+  ok(address.startsWith("udp://127.0.0.1:"));
+  eql(b.manager.listening, [address]);
+  const session = await a.manager.connect(address);
+  equal(session.nodeId, b.identity.nodeId);
+  const path = session.path();
+  equal(path.kind, "direct");
+  equal(path.transport, "udp");
+  equal(path.remoteAddr, address);
+  ok(path.rttMs !== null && path.rttMs >= 0);
+  ok(a.manager.udpSocket !== null, "the dialer bound a UDP socket of its own");
+  await a.manager.send(b.identity.nodeId, utf8("over udp"));
+  eql((await b.next("peer.message")).text, "over udp");
+  const big = crypto.getRandomValues(new Uint8Array(60_000));
+  await a.manager.send(b.identity.nodeId, big);
+  equal((await b.next("peer.message", (d) => d.bytes === 60_000)).bytes, 60_000);
+  const inbound = b.manager.session(a.identity.nodeId);
+  equal(inbound.path().transport, "udp");
+  equal(inbound.path().remoteAddr, a.manager.udpSocket!.url.replace("0.0.0.0", "127.0.0.1"));
+  await a.manager.disconnect(b.identity.nodeId);
+  await b.next("peer.disconnected");
+});
+
+Deno.test("a UDP listener refuses strangers under the known policy, and a node that does not listen answers no one", async () => {
+  await using a = await peer();
+  await using b = await peer({ policy: "known" });
+  const [address] = await b.manager.listen(["udp://127.0.0.1:0"]);
+  await rejects(a.manager.connect(address), /not known/);
+  await using c = await peer();
+  const socket = await c.manager.ensureUdpSocket();
+  await using d = await peer({ limits: { timeoutMs: 600 } });
+  await rejects(d.manager.connect(`udp://127.0.0.1:${socket.addr.port}`), /timed out/);
+});
