@@ -33,7 +33,8 @@
  *
  * CLI (root): `deno run -A scripts/nat_lab.ts up|down|status|nat GW MODE|verify|cleanup`. `up` leaves a
  * keeper process that owns the lab (it ends it on SIGTERM); the file `${TMPDIR:-/tmp}/nzcore-lab.json`
- * names the running lab.
+ * names the running lab. Every lab records its owner process in `/run/nzcore-nat-lab/<prefix>.json`; `cleanup`
+ * ({@link cleanupStaleLabs}) removes the labs whose owner is gone.
  *
  * @module
  */
@@ -448,7 +449,7 @@ export async function labUnavailable(options?: NatLabOptions): Promise<string | 
   } catch {
     return "the NAT lab needs --allow-sys=uid to check for root";
   }
-  const tools = ["ip", "nft", "sysctl", "conntrack"];
+  const tools = ["ip", "ss", "nft", "sysctl", "conntrack"];
   if (resolved.coturn) tools.push("turnserver", "turnutils_stunclient");
   if (resolved.upnp) tools.push("miniupnpd");
   const missing: string[] = [];
@@ -841,11 +842,14 @@ export class NatLab implements AsyncDisposable {
     while (true) {
       const text = await Deno.readTextFile(log).catch(() => "");
       if (
-        /HTTP listening/.test(text) && (!afterStun || /STUN: /.test(text)) &&
+        /HTTP listening/.test(text) && (!afterStun || /Port forwarding is now enabled/.test(text)) &&
         await this.#listening("gwA", LAB.gwALan, 5351)
       ) return;
       if (processStartTime(daemon.child.pid) === null || isZombie(daemon.child.pid)) {
         throw new Error(`miniupnpd did not start; see ${log}`);
+      }
+      if (/Port forwarding is now disabled/.test(text)) {
+        throw new Error(`miniupnpd's STUN test found the WAN filtered: port forwarding is disabled; see ${log}`);
       }
       if (Date.now() > deadline) throw new Error(`miniupnpd is not ready; see ${log}`);
       await sleep(100);
@@ -892,9 +896,10 @@ async function applyNat(
   udpStreamTimeout: number,
   flush = true,
 ): Promise<void> {
-  const file = join(stateDir, `${gw}.nft`);
-  await Deno.writeTextFile(file, natRules(gw, mode, udpStreamTimeout));
-  await run(["ip", "netns", "exec", ns, "nft", "-f", file]);
+  const rules = natRules(gw, mode, udpStreamTimeout);
+  // from stdin: two concurrent calls never load a half-written file; the file is for reading only
+  await run(["ip", "netns", "exec", ns, "nft", "-f", "-"], { stdin: rules });
+  await Deno.writeTextFile(join(stateDir, `${gw}.nft`), rules);
   await Deno.writeTextFile(join(stateDir, `${gw}.mode`), `${mode}\n`);
   // conntrack -F exits 1 on an empty table in some versions: not an error
   if (flush) await run(["ip", "netns", "exec", ns, "conntrack", "-F"], { check: false });

@@ -213,7 +213,7 @@ Deno.test({
     await using live = await NatLab.up({ coturn: false, upnp: false });
     const script = `import { NatLab } from ${JSON.stringify(new URL("../../scripts/nat_lab.ts", import.meta.url).href)};
       const lab = await NatLab.up({ coturn: false, upnp: false });
-      console.log(lab.prefix);
+      console.log(lab.prefix, lab.stateDir);
       await new Promise(() => {});`;
     const owner = new Deno.Command(Deno.execPath(), {
       args: ["eval", script],
@@ -221,16 +221,19 @@ Deno.test({
       stderr: "inherit",
     }).spawn();
     const reader = owner.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    const prefix = (await reader.read()).value?.trim() ?? "";
+    const [prefix, stateDir] = ((await reader.read()).value ?? "").trim().split(" ");
     match(prefix, /^nz[0-9a-z]{4}$/);
     owner.kill("SIGKILL");
     await owner.status;
     await reader.cancel();
     ok((await namespaces()).includes(`${prefix}-hostA`));
+    ok(await exists(stateDir));
     const removed = await cleanupStaleLabs();
-    ok(removed.includes(prefix));
+    // another test process's cleanup may have been first: what counts is that it is gone
     ok(!removed.includes(live.prefix));
     eql((await namespaces()).filter((n) => n.startsWith(`${prefix}-`)), []);
+    eql(await exists(stateDir), false);
+    eql(await exists(`/etc/netns/${prefix}-hostA`), false);
     ok((await namespaces()).includes(`${live.prefix}-hostA`));
   },
 });
