@@ -1,27 +1,28 @@
 /**
  * `deno task bench:udp`: the secure channel's datagram mode (NZ-DGRAM-01)
  * against raw UDP, on 127.0.0.1, sender and receiver in separate processes
- * (this one sends, a `--serve` process receives), in one run:
+ * (this one sends, a `--serve` process receives), in one run. Each throughput
+ * figure is the median of `--runs` runs (default 3):
  *
- * - raw: `Deno.listenDatagram`, 1200-byte payloads for a fixed time (after a
- *   short uncounted warm-up), at most
- *   {@linkcode RAW_IN_FLIGHT} sends in flight; the receiver counts what
- *   arrived, and MB/s and packets/s are of what it received (between its first
- *   and last datagram), with the loss beside them.
- * - session: a {@linkcode DatagramSession} (1200-byte datagrams, the
- *   default) after a real NZ-HANDSHAKE-01 handshake; one-way bulk of
- *   `--mib` MiB (default 128) in 64 KiB writes; the receiver answers with its
- *   count once it has every byte; MB/s = stream bytes / (first write -> answer),
- *   packets/s = data packets the receiver authenticated per second.
- * - channel: NZ-CHANNEL-01 on a session, one stream of 64 KiB messages, the
- *   same byte count, timed the same way.
+ * - raw: `Deno.listenDatagram`, 1200-byte payloads for `--raw-seconds` (default
+ *   1, after a short uncounted warm-up), at most {@linkcode RAW_IN_FLIGHT}
+ *   sends in flight; the receiver counts what arrived, and MB/s and packets/s
+ *   are of what it received (between its first and last datagram), with the
+ *   loss beside them.
+ * - session: a {@linkcode DatagramSession} (1200-byte datagrams, the default)
+ *   after a real NZ-HANDSHAKE-01 handshake; one-way bulk of `--mib` MiB
+ *   (default 64) in 64 KiB writes; the receiver answers with its count once it
+ *   has every byte; MB/s = stream bytes / (first write -> answer), packets/s =
+ *   data packets the receiver authenticated per second.
+ * - channel: NZ-CHANNEL-01 on a session, one stream of 64 KiB messages per
+ *   run, the same byte count, timed the same way.
  * - latency: a 100-byte message echoed over a channel stream on a session,
  *   p50/p99 of {@linkcode RTT_SAMPLES} round trips (after warm-ups).
  *
  * Target: session/raw >= 0.5. The output ends with one JSON line of every figure.
  *
- * `deno run -A scripts/bench_udp.ts [--quick] [--mib N] [--raw-seconds S]`
- * (about 30 s; `--quick`: 32 MiB, 1 s of raw, 200 round trips).
+ * `deno run -A scripts/bench_udp.ts [--quick] [--mib N] [--runs N] [--raw-seconds S]`
+ * (about 30 s; `--quick`: one run of 32 MiB, 200 round trips).
  *
  * @module
  */
@@ -60,8 +61,10 @@ function argNumber(name: string, fallback: number): number {
   return value;
 }
 
-const TOTAL_MIB = argNumber("--mib", QUICK ? 32 : 128);
-const RAW_SECONDS = argNumber("--raw-seconds", QUICK ? 1 : 3);
+const TOTAL_MIB = argNumber("--mib", QUICK ? 32 : 64);
+const RAW_SECONDS = argNumber("--raw-seconds", 1);
+/** Each figure is the median of this many runs. */
+const RUNS = argNumber("--runs", QUICK ? 1 : 3);
 const TOTAL = Math.floor(TOTAL_MIB * MIB);
 
 /** What the receiving process reports once it has every byte of a bulk transfer. */
@@ -141,32 +144,36 @@ async function acceptor(
   return socket;
 }
 
-/** Bulk sink: the first 8 bytes give the byte count that follows; answers with a JSON {@linkcode SinkReport}. */
+/**
+ * Bulk sink, one transfer after another: the first 8 bytes of each give the byte count that follows; answers each
+ * with a JSON {@linkcode SinkReport} (the sender waits for it before the next).
+ */
 async function sink(session: DatagramSession): Promise<void> {
-  const header = new Uint8Array(8);
-  let headerAt = 0;
-  let expected = -1;
-  let bytes = 0;
-  const before = { received: session.stats.packetsReceived, dropped: session.stats.packetsDropped };
-  while (expected < 0 || bytes < expected) {
-    let chunk = await session.read();
-    if (chunk === null) return;
-    if (expected < 0) {
-      const take = Math.min(8 - headerAt, chunk.length);
-      header.set(chunk.subarray(0, take), headerAt);
-      headerAt += take;
-      chunk = chunk.subarray(take);
-      if (headerAt === 8) expected = Number(new DataView(header.buffer).getBigUint64(0));
+  for (;;) {
+    const header = new Uint8Array(8);
+    let headerAt = 0;
+    let expected = -1;
+    let bytes = 0;
+    const before = { received: session.stats.packetsReceived, dropped: session.stats.packetsDropped };
+    while (expected < 0 || bytes < expected) {
+      let chunk = await session.read();
+      if (chunk === null) return;
+      if (expected < 0) {
+        const take = Math.min(8 - headerAt, chunk.length);
+        header.set(chunk.subarray(0, take), headerAt);
+        headerAt += take;
+        chunk = chunk.subarray(take);
+        if (headerAt === 8) expected = Number(new DataView(header.buffer).getBigUint64(0));
+      }
+      bytes += chunk.length;
     }
-    bytes += chunk.length;
+    const report: SinkReport = {
+      bytes,
+      packetsReceived: session.stats.packetsReceived - before.received,
+      packetsDropped: session.stats.packetsDropped - before.dropped,
+    };
+    await session.write(new TextEncoder().encode(JSON.stringify(report)));
   }
-  const report: SinkReport = {
-    bytes,
-    packetsReceived: session.stats.packetsReceived - before.received,
-    packetsDropped: session.stats.packetsDropped - before.dropped,
-  };
-  await session.write(new TextEncoder().encode(JSON.stringify(report)));
-  await session.closed;
 }
 
 /** A channel on the session: "sink" streams answer with the byte count at their end, others echo. */
@@ -226,7 +233,10 @@ interface RawFigures {
   seconds: number;
 }
 
-async function runRaw(server: { ask<T>(c: string): Promise<T> }, port: number): Promise<RawFigures> {
+async function runRaw(
+  server: { ask<T>(c: string): Promise<T> },
+  port: number,
+): Promise<RawFigures & { runsMBps: number[] }> {
   const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   const to: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port };
   const payload = crypto.getRandomValues(new Uint8Array(PAYLOAD));
@@ -242,23 +252,36 @@ async function runRaw(server: { ask<T>(c: string): Promise<T> }, port: number): 
   };
   // Warm-up (JIT, socket buffers), not counted.
   await blast(RAW_WARMUP_MS);
-  await new Promise((r) => setTimeout(r, 100));
-  await server.ask("raw-start");
-  sent = 0;
-  await blast(RAW_SECONDS * 1000);
-  await new Promise((r) => setTimeout(r, 200));
-  const got = await server.ask<{ received: number; bytes: number; seconds: number }>("raw-stop");
+  const runs: RawFigures[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    await new Promise((r) => setTimeout(r, 100));
+    await server.ask("raw-start");
+    sent = 0;
+    await blast(RAW_SECONDS * 1000);
+    await new Promise((r) => setTimeout(r, 200));
+    const got = await server.ask<{ received: number; bytes: number; seconds: number }>("raw-stop");
+    const figures = {
+      sent,
+      received: got.received,
+      loss: round(1 - got.received / sent, 4),
+      MBps: round(got.bytes / got.seconds / 1e6, 1),
+      pps: Math.round(got.received / got.seconds),
+      seconds: round(got.seconds, 2),
+    };
+    log(
+      `raw run ${run + 1}/${RUNS}: ${formatInt(figures.pps)} packets/s received, ${figures.MBps} MB/s, ` +
+        `loss ${round(figures.loss * 100, 2)}%`,
+    );
+    runs.push(figures);
+  }
   conn.close();
-  const figures = {
-    sent,
-    received: got.received,
-    loss: round(1 - got.received / sent, 4),
-    MBps: round(got.bytes / got.seconds / 1e6, 1),
-    pps: Math.round(got.received / got.seconds),
-    seconds: round(got.seconds, 2),
-  };
-  log(`raw: ${formatInt(figures.pps)} packets/s received, ${figures.MBps} MB/s, loss ${figures.loss * 100}%`);
-  return figures;
+  return medianRun(runs);
+}
+
+/** The run of median throughput, with every run's MB/s beside it. */
+function medianRun<T extends { MBps: number }>(runs: T[]): T & { runsMBps: number[] } {
+  const sorted = [...runs].sort((a, b) => a.MBps - b.MBps);
+  return { ...sorted[(sorted.length - 1) >> 1], runsMBps: runs.map((r) => r.MBps) };
 }
 
 /** Dials `port` as alice over a fresh socket; returns the session and its keys. */
@@ -291,9 +314,19 @@ interface SessionFigures {
   seconds: number;
 }
 
-async function runSession(port: number): Promise<SessionFigures> {
+async function runSession(port: number): Promise<SessionFigures & { runsMBps: number[] }> {
   const { session, close } = await dial(port);
   try {
+    const runs: SessionFigures[] = [];
+    for (let run = 0; run < RUNS; run++) runs.push(await sessionRun(session, run));
+    return medianRun(runs);
+  } finally {
+    await close();
+  }
+}
+
+async function sessionRun(session: DatagramSession, run: number): Promise<SessionFigures> {
+  {
     const message = crypto.getRandomValues(new Uint8Array(MESSAGE));
     const header = new Uint8Array(8);
     new DataView(header.buffer).setBigUint64(0, BigInt(TOTAL));
@@ -325,18 +358,19 @@ async function runSession(port: number): Promise<SessionFigures> {
       seconds: round(seconds, 2),
     };
     log(
-      `session: ${TOTAL_MIB} MiB at ${figures.MBps} MB/s, ${formatInt(figures.pps)} packets/s, ` +
+      `session run ${run + 1}/${RUNS}: ${TOTAL_MIB} MiB at ${figures.MBps} MB/s, ${
+        formatInt(figures.pps)
+      } packets/s, ` +
         `${figures.packetsLost} of ${figures.packetsSent} packets lost`,
     );
     return figures;
-  } finally {
-    await close();
   }
 }
 
 interface ChannelRunFigures {
   bytes: number;
   MBps: number;
+  runsMBps: number[];
   seconds: number;
   packetsLost: number;
   rttP50Ms: number;
@@ -348,21 +382,25 @@ async function runChannel(port: number): Promise<ChannelRunFigures> {
   const { session, keys, close } = await dial(port);
   const channel = openChannel(createFrameIO(session), keys, { log: () => {} });
   try {
-    // Bulk: one stream of 64 KiB messages.
+    // Bulk: one stream of 64 KiB messages per run.
     const message = crypto.getRandomValues(new Uint8Array(MESSAGE));
     const lostBefore = session.stats.packetsLost;
-    const stream = await channel.openStream();
-    const started = performance.now();
-    await stream.send(new TextEncoder().encode("sink"));
-    for (let sent = 0; sent < TOTAL; sent += MESSAGE) {
-      await stream.send(sent + MESSAGE <= TOTAL ? message : message.subarray(0, TOTAL - sent));
+    const runs: { MBps: number; seconds: number }[] = [];
+    for (let run = 0; run < RUNS; run++) {
+      const stream = await channel.openStream();
+      const started = performance.now();
+      await stream.send(new TextEncoder().encode("sink"));
+      for (let sent = 0; sent < TOTAL; sent += MESSAGE) {
+        await stream.send(sent + MESSAGE <= TOTAL ? message : message.subarray(0, TOTAL - sent));
+      }
+      await stream.close();
+      const count = Number(new TextDecoder().decode((await stream.receive())!));
+      const seconds = (performance.now() - started) / 1000;
+      if (count !== TOTAL) throw new Error(`The channel sink counted ${count} bytes, expected ${TOTAL}`);
+      runs.push({ MBps: round(TOTAL / seconds / 1e6, 1), seconds: round(seconds, 2) });
+      log(`channel run ${run + 1}/${RUNS}: ${TOTAL_MIB} MiB at ${runs[run].MBps} MB/s`);
     }
-    await stream.close();
-    const count = Number(new TextDecoder().decode((await stream.receive())!));
-    const seconds = (performance.now() - started) / 1000;
-    if (count !== TOTAL) throw new Error(`The channel sink counted ${count} bytes, expected ${TOTAL}`);
-    const MBps = round(TOTAL / seconds / 1e6, 1);
-    log(`channel: ${TOTAL_MIB} MiB at ${MBps} MB/s`);
+    const { MBps, seconds, runsMBps } = medianRun(runs);
 
     // Latency: 100-byte messages echoed on one stream.
     const echo = await channel.openStream();
@@ -380,7 +418,8 @@ async function runChannel(port: number): Promise<ChannelRunFigures> {
     const figures = {
       bytes: TOTAL,
       MBps,
-      seconds: round(seconds, 2),
+      runsMBps,
+      seconds,
       packetsLost: session.stats.packetsLost - lostBefore,
       rttP50Ms: round(percentile(times, 0.5), 3),
       rttP99Ms: round(percentile(times, 0.99), 3),
@@ -400,7 +439,7 @@ if (import.meta.main) {
   } else {
     const started = performance.now();
     const server = await spawnLineServer<Ready>(fileURLToPath(import.meta.url), ["--serve"]);
-    let raw: RawFigures, session: SessionFigures, channel: ChannelRunFigures;
+    let raw: RawFigures & { runsMBps: number[] }, session: SessionFigures, channel: ChannelRunFigures;
     try {
       raw = await runRaw(server, server.ready.raw);
       session = await runSession(server.ready.sink);
