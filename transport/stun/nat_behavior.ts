@@ -67,7 +67,10 @@ const FILTERING_TIMERS: StunTimers = { rtoMs: 200, rc: 3, rm: 4 };
  * Mapping: test I asks the primary address; test II the alternate IP with
  * the primary port; test III the alternate IP and port. Filtering: test II
  * asks the primary to answer from the other IP and port, test III from the
- * other port only. A server without OTHER-ADDRESS leaves both `unknown`.
+ * other port only. All from the client's one socket, so the filtering tests
+ * run right after test I, before anything was sent to the other address
+ * (which would open an address-dependent filter to it). A server without
+ * OTHER-ADDRESS leaves both `unknown`.
  *
  * @param client A client on the socket whose NAT behaviour is wanted.
  * @param server The server's primary address.
@@ -121,6 +124,23 @@ export async function discoverNatBehavior(
     return result;
   }
 
+  // The filtering tests come first: the mapping tests send to the other address, which would open an
+  // address-dependent filter to it and make a restricted cone look like a full cone.
+  // Filtering test II: answer from the other IP and port.
+  const both = await attempt(server, { changeIp: true, changePort: true }, filteringTimers);
+  if (!("failed" in both)) {
+    if (both.result !== null) {
+      result.filtering = honoured(both.result, server, true) ? "endpoint-independent" : "unknown";
+    } else {
+      // Filtering test III: answer from the other port only.
+      const port = await attempt(server, { changePort: true }, filteringTimers);
+      if (!("failed" in port)) {
+        if (port.result === null) result.filtering = "address-and-port-dependent";
+        else if (honoured(port.result, server, false)) result.filtering = "address-dependent";
+      }
+    }
+  }
+
   if (!local) {
     // Mapping test II: the alternate IP, the primary port.
     const second = await attempt({ hostname: other.hostname, port: server.port }, {}, mappingTimers);
@@ -133,21 +153,6 @@ export async function discoverNatBehavior(
         if (!("failed" in third) && third.result !== null) {
           result.mapping = sameAddr(third.result.mapped, x2) ? "address-dependent" : "address-and-port-dependent";
         }
-      }
-    }
-  }
-
-  // Filtering test II: answer from the other IP and port.
-  const both = await attempt(server, { changeIp: true, changePort: true }, filteringTimers);
-  if (!("failed" in both)) {
-    if (both.result !== null) {
-      result.filtering = honoured(both.result, server, true) ? "endpoint-independent" : "unknown";
-    } else {
-      // Filtering test III: answer from the other port only.
-      const port = await attempt(server, { changePort: true }, filteringTimers);
-      if (!("failed" in port)) {
-        if (port.result === null) result.filtering = "address-and-port-dependent";
-        else if (honoured(port.result, server, false)) result.filtering = "address-dependent";
       }
     }
   }

@@ -3,6 +3,7 @@
  *
  * - `client HOST PORT [BIND]`: our StunClient against a server (coturn): Binding over UDP (waiting up to 10 s
  *   for the server to come up), Binding over TCP, then RFC 5780 discovery; prints one JSON line.
+ * - `nat HOST PORT`: `discoverNatBehavior` from a socket on 0.0.0.0 against a server; prints one JSON line.
  * - `server IP_A IP_B [--response-port]`: our StunServer on the RFC 5780 socket set (RESPONSE-PORT honoured with
  *   the flag); prints one JSON line with its addresses, serves until stdin closes, then prints its stats as one
  *   JSON line.
@@ -31,6 +32,12 @@ if (mode === "client") {
   const tcp = await client.bindingOverTcp(server, { timeoutMs: 5000 });
   const nat = await discoverNatBehavior(client, server);
   console.log(JSON.stringify({ socket: socket.addr, binding, tcp, nat, stats: client.stats }));
+} else if (mode === "nat") {
+  const [host, port] = args;
+  await using socket = await UdpSocket.bind("0.0.0.0:0");
+  using client = new StunClient(socket);
+  const nat = await discoverNatBehavior(client, { hostname: host, port: Number(port) });
+  console.log(JSON.stringify({ socket: socket.addr, nat }));
 } else if (mode === "server") {
   const [ipA, ipB, flag] = args;
   await using sockets = await bindRfc5780Sockets(ipA, ipB);
@@ -44,6 +51,6 @@ if (mode === "client") {
   for await (const _ of Deno.stdin.readable) { /* serve until stdin closes */ }
   console.log(JSON.stringify(server.stats));
 } else {
-  console.error("usage: _netns_agent.ts client HOST PORT [BIND] | server IP_A IP_B [--response-port]");
+  console.error("usage: _netns_agent.ts client HOST PORT [BIND] | nat HOST PORT | server IP_A IP_B [--response-port]");
   Deno.exit(2);
 }
