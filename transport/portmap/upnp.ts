@@ -97,10 +97,10 @@ export function decodeSsdpResponse(bytes: Uint8Array): SsdpResponse {
   if (!/^HTTP\/1\.[01] 200( .*)?$/.test(lines[0])) {
     ssdpMalformed(`status line is ${JSON.stringify(lines[0].slice(0, 40))}`);
   }
-  const end = lines.indexOf("", 1);
+  const end = text.indexOf("\r\n\r\n");
   if (end < 0) ssdpMalformed("no empty line ends the headers");
   const headers: Record<string, string> = {};
-  for (const line of lines.slice(1, end)) {
+  for (const line of text.slice(0, end).split("\r\n").slice(1)) {
     const colon = line.indexOf(":");
     if (colon <= 0) ssdpMalformed(`header line ${JSON.stringify(line.slice(0, 40))} has no name`);
     headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
