@@ -44,7 +44,7 @@ export const STUN_HEADER_SIZE = 20;
 /** The size of the transaction ID (96 bits, RFC 8489 section 5). */
 export const STUN_TRANSACTION_ID_SIZE = 12;
 /** The largest message: the header plus the 16-bit length field's maximum (a multiple of 4). */
-export const STUN_MAX_MESSAGE_SIZE = STUN_HEADER_SIZE + 0xfffc;
+export const STUN_MAX_MESSAGE_SIZE: number = STUN_HEADER_SIZE + 0xfffc;
 /** FINGERPRINT is the CRC-32 of the message XOR this value (RFC 8489 section 14.7). */
 export const STUN_FINGERPRINT_XOR = 0x5354554e;
 /** The Binding method (RFC 8489 section 18.2). */
