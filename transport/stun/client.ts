@@ -153,9 +153,16 @@ const UNSIGNED_ERRORS = new Set([400, 401, 420, 438]);
  * transaction it waits for; requests and indications go on to the server's
  * route.
  *
- * ```ts ignore
- * const client = new StunClient(socket);
- * const { mapped } = await client.binding({ hostname: "203.0.113.10", port: 3478 });
+ * ```ts
+ * import { StunClient, StunServer, UdpSocket } from "../mod.ts";
+ * import { deepEqual } from "node:assert/strict";
+ *
+ * await using serverSocket = await UdpSocket.bind("127.0.0.1:0");
+ * await using socket = await UdpSocket.bind("127.0.0.1:0");
+ * using _server = new StunServer(serverSocket);
+ * using client = new StunClient(socket);
+ * const { mapped } = await client.binding(serverSocket.addr);
+ * deepEqual(mapped, socket.addr); // no NAT on loopback
  * ```
  */
 export class StunClient implements Disposable {

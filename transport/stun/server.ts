@@ -142,6 +142,22 @@ function roleAt(ip: number, port: number): Role {
  * - **Rate limit**: a token bucket per source IP address (default 20 per
  *   second, burst 40), in a table of at most 4096 sources (the least recently
  *   seen is forgotten first). Over the limit, requests are dropped silently.
+ *
+ * ```ts
+ * import { discoverNatBehavior, StunClient, StunServer, UdpSocket } from "../mod.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * // RFC 5780: two addresses (127.0.0.1, 127.0.0.2) and two ports.
+ * await using primary = await UdpSocket.bind("127.0.0.1:0");
+ * await using alternatePort = await UdpSocket.bind("127.0.0.1:0");
+ * await using alternateIp = await UdpSocket.bind(`127.0.0.2:${primary.addr.port}`);
+ * await using alternateBoth = await UdpSocket.bind(`127.0.0.2:${alternatePort.addr.port}`);
+ * using _server = new StunServer({ primary, alternatePort, alternateIp, alternateBoth });
+ * await using socket = await UdpSocket.bind("127.0.0.1:0");
+ * using client = new StunClient(socket);
+ * const found = await discoverNatBehavior(client, primary.addr);
+ * equal(found.natType, "open");
+ * ```
  */
 export class StunServer implements Disposable {
   /** Counters, live. */
