@@ -96,6 +96,47 @@ interface SessionView {
   did: string;
   direction: string;
   address: string;
+  path?: { kind: string; transport: string; remoteAddr: string; via?: string; rttMs: number | null };
+}
+
+interface ReachabilityView {
+  udp: string | null;
+  publicAddresses: string[];
+  natType: string;
+  mapping: string;
+  filtering: string;
+  stun: { server: string; mapped?: string; error?: string; rttMs?: number }[];
+  portMappings: {
+    protocol: string;
+    internalPort: number;
+    externalAddress: string;
+    externalPort: number;
+    method: string;
+  }[];
+  servingStun: boolean;
+  checkedAt: number | null;
+}
+
+/** `direct udp 12.3 ms` or `relayed via 3f2a... (relay)`. */
+function describePath(path: SessionView["path"]): string {
+  if (!path) return "";
+  const rtt = path.rttMs === null ? "" : ` ${path.rttMs.toFixed(1)} ms`;
+  const via = path.via ? ` via ${path.via.slice(0, 16)}` : "";
+  return `${path.kind} ${path.transport}${via}${rtt}`;
+}
+
+function reachabilityLines(r: ReachabilityView): string[] {
+  const lines = [
+    `public:      ${r.publicAddresses.join(" ") || "(none known)"}`,
+    `nat:         ${r.natType} (mapping ${r.mapping}, filtering ${r.filtering})${
+      r.checkedAt ? "" : "  (not checked yet)"
+    }`,
+  ];
+  for (const o of r.stun) lines.push(`  stun ${o.server}: ${o.mapped ?? `no answer (${o.error})`}`);
+  for (const m of r.portMappings) {
+    lines.push(`  mapped ${m.protocol} ${m.internalPort} -> ${m.externalAddress}:${m.externalPort} (${m.method})`);
+  }
+  return lines;
 }
 
 interface TokenView {
@@ -159,7 +200,7 @@ export function buildProgram(): Command {
     .option("--no-api", "serve the API on the Unix socket only")
     .option(
       "--listen <ADDRESS>",
-      `address for other nodes, repeatable: tcp://HOST:PORT or ws://HOST:PORT/PATH (default ${
+      `address for other nodes, repeatable: tcp://HOST:PORT, udp://HOST:PORT or ws://HOST:PORT/PATH (default ${
         DEFAULT_LISTEN.join(" ")
       })`,
       (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
@@ -169,6 +210,12 @@ export function buildProgram(): Command {
       new Option("--peer-policy <POLICY>", "which peers to accept: any, tofu (trust on first use) or known")
         .choices([...PEER_POLICIES]).default("tofu"),
     )
+    .option(
+      "--stun <HOST:PORT>",
+      "a STUN server to learn the node's public address from, repeatable (connected UDP peers are asked too)",
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+    )
+    .option("--port-mapping", "ask the router to forward the listen ports (PCP, NAT-PMP, UPnP IGD)")
     .option("--name <NAME>", "name of the first identity, on first start", "default")
     .action(async (
       opts: {
@@ -176,6 +223,8 @@ export function buildProgram(): Command {
         api: string | false;
         listen?: string[] | false;
         peerPolicy: PeerPolicy;
+        stun?: string[];
+        portMapping?: boolean;
         name: string;
       },
       command: Command,
@@ -191,6 +240,7 @@ export function buildProgram(): Command {
         listen,
         peerPolicy: opts.peerPolicy,
         identityName: opts.name,
+        reachability: { stunServers: opts.stun ?? [], portMapping: opts.portMapping ?? false },
       });
       const { node } = daemon;
       console.log(`nzcore ${VERSION} ${node.created ? "created a new node" : "started"}`);
@@ -227,6 +277,7 @@ export function buildProgram(): Command {
           permissions: Record<string, string>;
           storage: { path: string; bytes: number; keyMode: string; logEntries: number };
           memory: { rss: number };
+          reachability: ReachabilityView;
         }>("GET", "/v1/state");
         print(s, !!opts.json, () =>
           [
@@ -236,6 +287,7 @@ export function buildProgram(): Command {
             `identities:  ${s.identities}`,
             `api:         ${s.api.tcp ? `http://${s.api.tcp}` : "(no TCP)"}  ${s.api.socket ?? ""}`,
             `listen:      ${s.listen.join(" ") || "(nowhere)"}  (${s.sessions} sessions)`,
+            ...reachabilityLines(s.reachability),
             `storage:     ${s.storage.path}, ${
               (s.storage.bytes / 1024).toFixed(0)
             } KiB, key ${s.storage.keyMode}, ${s.storage.logEntries} log entries`,
@@ -430,7 +482,11 @@ export function buildProgram(): Command {
           const lines = [`listening: ${p.listening.join(" ") || "(nowhere)"}   policy: ${p.policy}`];
           lines.push(p.sessions.length ? "sessions:" : "sessions: none");
           for (const s of p.sessions) {
-            lines.push(`  ${s.nodeId.slice(0, 16)}  ${s.direction.padEnd(8)} ${s.address}  ${s.did}`);
+            lines.push(
+              `  ${s.nodeId.slice(0, 16)}  ${s.direction.padEnd(8)} ${s.path?.remoteAddr ?? s.address}  ${
+                describePath(s.path)
+              }  ${s.did}`,
+            );
           }
           const offline = p.known.filter((k) => !k.connected);
           if (offline.length) lines.push("known, not connected:");

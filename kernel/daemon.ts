@@ -37,7 +37,7 @@ export interface DaemonOptions extends NodeOptions {
   socket?: boolean;
   /** Checkpoint the event log this often (default 5 minutes). */
   checkpointMs?: number;
-  /** Transport addresses to listen on for other nodes (`tcp://HOST:PORT`, `ws://HOST:PORT/PATH`). */
+  /** Transport addresses to listen on for other nodes (`tcp://HOST:PORT`, `udp://HOST:PORT`, `ws://HOST:PORT/PATH`). */
   listen?: readonly string[];
 }
 
@@ -92,6 +92,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     services.register(builtin("transports"), {
       async start() {
         await node.peers.listen(options.listen ?? []);
+        await node.reachability.start();
       },
       stop: () => node.peers.unlisten(),
     });

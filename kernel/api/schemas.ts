@@ -93,6 +93,41 @@ export const StateSchema = z.object({
     logEntries: z.number().int(),
   }),
   memory: z.object({ rss: z.number().int(), heapUsed: z.number().int() }),
+  reachability: z.object({
+    udp: z.string().nullable().openapi({ description: "The node's UDP socket (sessions, STUN, hole punching)" }),
+    publicAddresses: z.array(z.string()).openapi({
+      description: "Where other nodes may reach this one: STUN-mapped and router-mapped addresses",
+      example: ["udp://203.0.113.101:7475"],
+    }),
+    natType: z.enum([
+      "open",
+      "full-cone",
+      "restricted-cone",
+      "port-restricted-cone",
+      "symmetric",
+      "udp-blocked",
+      "unknown",
+    ]),
+    mapping: z.enum(["endpoint-independent", "address-dependent", "address-and-port-dependent", "unknown"]),
+    filtering: z.enum(["endpoint-independent", "address-dependent", "address-and-port-dependent", "unknown"]),
+    stun: z.array(z.object({
+      server: z.string(),
+      mapped: z.string().optional(),
+      error: z.string().optional(),
+      rttMs: z.number().optional(),
+    })),
+    portMappings: z.array(z.object({
+      protocol: z.enum(["udp", "tcp"]),
+      internalPort: z.number().int(),
+      externalAddress: z.string(),
+      externalPort: z.number().int(),
+      method: z.enum(["pcp", "nat-pmp", "upnp"]),
+      lifetimeSeconds: z.number().int(),
+      expiresAt: z.number(),
+    })),
+    servingStun: z.boolean(),
+    checkedAt: z.number().int().nullable(),
+  }).openapi({ description: "How other nodes can reach this one" }),
 }).openapi("State");
 
 export const LogVerifySchema = z.object({
@@ -122,6 +157,13 @@ export const SessionSchema = z.object({
   version: z.number().int(),
   features: z.array(z.string()),
   openedAt: z.number().int(),
+  path: z.object({
+    kind: z.enum(["direct", "relayed"]),
+    transport: z.string().openapi({ example: "udp" }),
+    remoteAddr: z.string(),
+    via: z.string().optional().openapi({ description: "The relay: a node ID or a TURN server" }),
+    rttMs: z.number().nullable(),
+  }).openapi({ description: "The path the session runs on" }),
 }).openapi("Session");
 
 /** A peer in the address book. */

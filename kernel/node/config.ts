@@ -9,8 +9,11 @@ import { join, resolve } from "node:path";
 /** Default TCP address of the API. */
 export const DEFAULT_API = "127.0.0.1:7474";
 /** Environment variable naming the data directory. */
-/** Where the node listens for other nodes when `--listen` is not given: TCP on every interface. */
-export const DEFAULT_LISTEN: readonly string[] = ["tcp://0.0.0.0:7475"];
+/**
+ * Where the node listens for other nodes when `--listen` is not given: TCP and UDP (the secure channel's datagram
+ * mode, STUN, hole punching) on every interface, the same port number for both.
+ */
+export const DEFAULT_LISTEN: readonly string[] = ["tcp://0.0.0.0:7475", "udp://0.0.0.0:7475"];
 export const ENV_HOME = "NZCORE_HOME";
 /** Environment variable the passphrase is read from by default. */
 export const ENV_PASSPHRASE = "NZCORE_PASSPHRASE";

@@ -36,6 +36,7 @@ import { EventBus } from "./event_bus.ts";
 import { FILES } from "./config.ts";
 import { TokenStore } from "./tokens.ts";
 import { PolicyGate } from "../policy/gate.ts";
+import { Reachability, type ReachabilityOptions } from "./reachability.ts";
 
 /** The version of this node software. */
 export const VERSION = "0.1.0";
@@ -55,7 +56,9 @@ export interface NodeOptions {
   /** Which peers to accept (default `tofu`). */
   peerPolicy?: PeerPolicy;
   /** Tuning of the peer manager (handshake limits, redial delays, channel options), mostly for tests. */
-  peerOptions?: Pick<PeerManagerOptions, "limits" | "reconnect" | "channel" | "maxFrameSize">;
+  peerOptions?: Pick<PeerManagerOptions, "limits" | "reconnect" | "channel" | "maxFrameSize" | "datagram">;
+  /** STUN servers, port mapping, serving STUN. */
+  reachability?: ReachabilityOptions;
 }
 
 /** Storage figures of `/v1/state`. */
@@ -98,6 +101,8 @@ export class Node {
   readonly peers: PeerManager;
   /** The policy gate (NZ-POLICY-01): decisions, grants, approvals and the signed decision log. */
   readonly policy: PolicyGate;
+  /** Public addresses, NAT type and port mappings; started by the daemon once the node listens. */
+  readonly reachability: Reachability;
   #lock: DirectoryLock;
   #closed = false;
 
@@ -139,6 +144,10 @@ export class Node {
         if (type === "peer.connected" || type === "peer.disconnected") void this.record(type, data);
         else this.bus.publish(type, data);
       },
+    });
+    this.reachability = new Reachability(this.peers, {
+      log: (line) => console.warn(`nzcore: ${line}`),
+      ...init.options.reachability,
     });
     this.startedAt = Date.now();
   }
@@ -262,6 +271,7 @@ export class Node {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.reachability.close();
     try {
       await this.peers.close();
     } catch (error) {

@@ -56,7 +56,7 @@ export function stateRoutes(app: ApiApp, ctx: ApiContext): void {
     const active = node.identity;
     const sessions = node.peers.sessions().length;
     const key =
-      `${active.nodeId} ${node.identities.size} ${node.log.length} ${sample.at} ${ctx.listeners.tcp} ${sessions}`;
+      `${active.nodeId} ${node.identities.size} ${node.log.length} ${sample.at} ${ctx.listeners.tcp} ${sessions} ${node.reachability.version}`;
     if (body?.key !== key) {
       const head = JSON.stringify({ version: VERSION, pid: Deno.pid, startedAt: node.startedAt });
       const tail = JSON.stringify({
@@ -65,6 +65,7 @@ export function stateRoutes(app: ApiApp, ctx: ApiContext): void {
         api: ctx.listeners,
         listen: node.peers.listening,
         sessions,
+        reachability: node.reachability.state(),
         permissions: ctx.permissions,
         storage: { ...sample.storage, logEntries: node.log.length },
         memory: sample.memory,
