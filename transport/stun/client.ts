@@ -200,7 +200,7 @@ export class StunClient implements Disposable {
    * @param message The request; its transaction ID identifies the response.
    * @param options Signal, integrity key, fingerprint, timers.
    * @returns The response, where it came from, and the round-trip time.
-   * @throws {StunError} on an error response (`code`, `reason`), a timeout, a send failure or a closed client.
+   * @throws {StunError} on an error response (`code`, `reason`, `response`), a timeout, a send failure or a closed client.
    */
   request(server: UdpAddr, message: StunMessage, options: StunRequestOptions = {}): Promise<StunResponse> {
     if (this.#closed) return Promise.reject(new StunError("STUN client is closed"));
@@ -346,7 +346,7 @@ export class StunClient implements Disposable {
     if (message.class === "error") {
       const code = error?.code ?? 0;
       const reason = error?.reason ?? "";
-      tx.reject(new StunError(`STUN error response ${code} ${reason}`.trim(), { code, reason }));
+      tx.reject(new StunError(`STUN error response ${code} ${reason}`.trim(), { code, reason, response: message }));
       return;
     }
     tx.resolve({ message, from, rttMs });
@@ -436,6 +436,7 @@ export async function stunBindingOverTcp(server: UdpAddr, options: StunTcpOption
       throw new StunError(`STUN error response ${error?.code ?? 0} ${error?.reason ?? ""}`.trim(), {
         code: error?.code ?? 0,
         reason: error?.reason ?? "",
+        response: message,
       });
     }
     if (message.class !== "success") throw new StunError(`STUN over TCP: got a ${message.class}, expected a response`);

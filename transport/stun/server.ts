@@ -121,6 +121,19 @@ function roleAt(ip: number, port: number): Role {
 }
 
 /**
+ * Whether a datagram is for a STUN server: a STUN request of any method, or a
+ * Binding indication. Responses are the client's; other indications (TURN's
+ * Data indication) are left for the routes of whoever uses that method.
+ */
+export function isStunServerDatagram(data: Uint8Array): boolean {
+  if (!isStunDatagram(data)) return false;
+  const type = data[0] << 8 | data[1];
+  if (type & 0x0100) return false; // C1 set: a success or error response
+  // C0 set: an indication; only Binding's (the method bits, class bits masked out, equal 1).
+  return (type & 0x0010) === 0 || (type & 0x3eef) === STUN_METHOD_BINDING;
+}
+
+/**
  * Answers STUN Binding requests on one or more sockets.
  *
  * - Every success response carries XOR-MAPPED-ADDRESS; with alternate sockets
@@ -199,13 +212,7 @@ export class StunServer implements Disposable {
     for (const role of Object.keys(GRID) as Role[]) {
       const socket = this.#sockets[role];
       if (!socket) continue;
-      // Requests and indications: class bit C1 (the low bit of byte 0) is zero.
-      this.#unroutes.push(
-        socket.route(
-          (data) => isStunDatagram(data) && (data[0] & 0x01) === 0,
-          (data, from) => this.#handle(role, data, from),
-        ),
-      );
+      this.#unroutes.push(socket.route(isStunServerDatagram, (data, from) => this.#handle(role, data, from)));
     }
   }
 

@@ -90,7 +90,7 @@ Deno.test("short-term credentials: the right password is answered and signed, a 
   eql(ok1.mapped, clientSocket.addr);
   await rejects(
     client.binding(serverSocket.addr, { credentials: { username: "alice", password: "wrong" } }),
-    (e) => e instanceof StunError && e.code === 401 && e.reason === "Unauthenticated",
+    (e) => e instanceof StunError && e.code === 401 && e.reason === "Unauthenticated" && e.response?.class === "error",
   );
   await rejects(
     client.binding(serverSocket.addr, { credentials: { username: "mallory", password: "s3cret" } }),

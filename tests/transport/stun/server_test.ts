@@ -9,6 +9,7 @@ import {
   encodeStunMessage,
   ERROR_CODE,
   getStunAttribute,
+  isStunServerDatagram,
   OTHER_ADDRESS,
   PADDING,
   RESPONSE_ORIGIN,
@@ -235,4 +236,21 @@ Deno.test("the rate-limit table is bounded: the least recently seen source is fo
   } finally {
     for (const p of peers) await p.close();
   }
+});
+
+Deno.test("the server claims requests and Binding indications, and leaves other indications (TURN Data) to later routes", async () => {
+  await using serverSocket = await UdpSocket.bind("127.0.0.1:0");
+  await using peer = await UdpSocket.bind("127.0.0.1:0");
+  using server = new StunServer(serverSocket);
+  const data = Promise.withResolvers<Uint8Array>();
+  serverSocket.route(() => true, (d) => data.resolve(d));
+  ok(isStunServerDatagram(encodeStunMessage(createStunMessage(0x003, "request"))));
+  ok(isStunServerDatagram(encodeStunMessage(createStunMessage(STUN_METHOD_BINDING, "indication"))));
+  ok(!isStunServerDatagram(encodeStunMessage(createStunMessage(STUN_METHOD_BINDING, "success"))));
+  ok(!isStunServerDatagram(encodeStunMessage(createStunMessage(STUN_METHOD_BINDING, "error"))));
+  await peer.send(encodeStunMessage(createStunMessage(STUN_METHOD_BINDING, "indication")), serverSocket.addr);
+  const dataIndication = encodeStunMessage(createStunMessage(0x007, "indication"));
+  await peer.send(dataIndication, serverSocket.addr);
+  eql(await data.promise, dataIndication);
+  equal(server.stats.indications, 1);
 });
