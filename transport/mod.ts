@@ -41,3 +41,4 @@ export * from "./memory.ts";
 export * from "./udp.ts";
 export * from "./stun/mod.ts";
 export * from "./portmap/mod.ts";
+export * from "./turn/mod.ts";
