@@ -81,7 +81,6 @@ const CLOSE_BUDGET_MS = 3_000;
 
 interface Entry {
   mapping: PortMapping;
-  preferredExternalPort: number;
   nonce?: Uint8Array;
   timer?: ReturnType<typeof setTimeout>;
   failures: number;
@@ -113,6 +112,7 @@ export class PortMapper implements AsyncDisposable {
   #lifetime: number;
   #timeoutMs: number;
   #entries: Entry[] = [];
+  #pending = new Map<string, Promise<PortMapping>>();
   #closed = false;
   #closing: Promise<void> | null = null;
   #setup: Promise<{ gateway: string | null; internal: string | null }> | null = null;
@@ -169,6 +169,16 @@ export class PortMapper implements AsyncDisposable {
       e.mapping.protocol === protocol && e.mapping.internalPort === internalPort
     );
     if (existing) return { ...existing.mapping };
+    const key = `${protocol}/${internalPort}`;
+    let pending = this.#pending.get(key);
+    if (!pending) {
+      pending = this.#mapNew(protocol, internalPort, preferred).finally(() => this.#pending.delete(key));
+      this.#pending.set(key, pending);
+    }
+    return { ...await pending };
+  }
+
+  async #mapNew(protocol: MappingProtocol, internalPort: number, preferred: number): Promise<PortMapping> {
     const granted = await this.#mapAny(protocol, internalPort, preferred, this.#methods);
     if (this.#closed) {
       await this.#delete(granted.mapping, granted.nonce, AbortSignal.timeout(this.#timeoutMs)).catch(() => {});
@@ -176,7 +186,6 @@ export class PortMapper implements AsyncDisposable {
     }
     const entry: Entry = {
       mapping: granted.mapping,
-      preferredExternalPort: preferred,
       nonce: granted.nonce,
       failures: 0,
       busy: false,
@@ -313,7 +322,8 @@ export class PortMapper implements AsyncDisposable {
     }
     if (method === "nat-pmp") {
       const pmp = this.#natPmp(gateway!, internal);
-      const address = renew?.externalAddress ?? await pmp.externalAddress({ signal });
+      // Asked on renewal too: the router's public address may have changed (RFC 6886 section 3.2.1).
+      const address = await pmp.externalAddress({ signal });
       this.#assertNotReserved("nat-pmp", address);
       const r = await pmp.map({ protocol, internalPort, suggestedExternalPort: externalPort, lifetimeSeconds, signal });
       const mapping = this.#mapping("nat-pmp", protocol, internalPort, address, r.externalPort, r.lifetimeSeconds);
@@ -398,20 +408,24 @@ export class PortMapper implements AsyncDisposable {
     entry.busy = true;
     const before = { ...entry.mapping };
     try {
-      let granted: Granted;
-      const switching = entry.failures >= RENEW_TRIES_BEFORE_SWITCH;
-      if (!switching) {
-        granted = await this.#mapWith(before.method, before.protocol, before.internalPort, before.externalPort, {
+      const renewSame = () =>
+        this.#mapWith(before.method, before.protocol, before.internalPort, before.externalPort, {
           nonce: entry.nonce,
           externalAddress: before.externalAddress,
         });
+      const others = this.#methods.filter((m) => m !== before.method);
+      let granted: Granted;
+      if (entry.failures < RENEW_TRIES_BEFORE_SWITCH || others.length === 0) {
+        granted = await renewSame();
       } else {
-        // The method keeps failing: map afresh, the other methods first, this one last.
-        const order = [...this.#methods.filter((m) => m !== before.method), before.method];
-        granted = await this.#mapAny(before.protocol, before.internalPort, entry.preferredExternalPort, order);
-        if (granted.mapping.method !== before.method || granted.nonce !== entry.nonce) {
-          // Best effort: the old method's mapping is not ours to keep.
+        // The method keeps failing: the other methods, in order, for the same public port; then this one again.
+        try {
+          granted = await this.#mapAny(before.protocol, before.internalPort, before.externalPort, others);
+          this.#log(`moved ${describeMapping(before)} from ${before.method} to ${granted.mapping.method}`);
+          // Best effort: the old mapping should not come back with the gateway that lost it.
           this.#delete(before, entry.nonce, AbortSignal.timeout(this.#timeoutMs)).catch(() => {});
+        } catch {
+          granted = await renewSame();
         }
       }
       if (this.#closed || !this.#entries.includes(entry)) {

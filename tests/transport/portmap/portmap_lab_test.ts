@@ -36,8 +36,8 @@ class Fixture {
   #done: Promise<void>;
   #stderr: Promise<string>;
 
-  constructor(lab: NatLab, args: string[]) {
-    const child = lab.spawn("hostA", [Deno.execPath(), "run", "-A", "--quiet", FIXTURE, ...args]);
+  constructor(lab: NatLab, args: string[], host: "hostA" | "hostA2" = "hostA") {
+    const child = lab.spawn(host, [Deno.execPath(), "run", "-A", "--quiet", FIXTURE, ...args]);
     this.#child = child;
     this.#stderr = new Response(child.stderr).text();
     this.#done = (async () => {
@@ -93,48 +93,69 @@ class Fixture {
   }
 }
 
-/** The lines of `upnpc -i -l` in hostA naming mappings to hostA. */
+/** The lines of `upnpc -i -l` (run in hostA) naming mappings to the lab's LAN hosts. */
 async function listed(lab: NatLab): Promise<string[]> {
   const r = await lab.exec("hostA", ["upnpc", "-i", "-l"], { timeoutMs: 10_000 });
-  return r.stdout.split("\n").filter((l) => l.includes(`->${LAB.hostA}:`));
+  return r.stdout.split("\n").filter((l) => /->10\.0\.1\.\d+:/.test(l));
 }
 
-function has(lines: string[], protocol: string, externalPort: number, internalPort: number): boolean {
-  return lines.some((l) =>
-    new RegExp(`\\b${protocol}\\s+${externalPort}->${LAB.hostA.replaceAll(".", "\\.")}:${internalPort}\\b`).test(l)
-  );
+/** The line of a mapping in `upnpc -l` output (`  0 UDP 42010->10.0.1.10:42010 'desc' '' 58`), if listed. */
+function line(lines: string[], protocol: string, externalPort: number, internalPort: number, host: string = LAB.hostA) {
+  const re = new RegExp(`\\b${protocol}\\s+${externalPort}->${host.replaceAll(".", "\\.")}:${internalPort}\\b`);
+  return lines.find((l) => re.test(l));
+}
+
+function has(lines: string[], protocol: string, externalPort: number, internalPort: number, host: string = LAB.hostA) {
+  return line(lines, protocol, externalPort, internalPort, host) !== undefined;
+}
+
+/** The remaining lease upnpc prints last on a mapping's line, seconds. */
+function leaseLeft(text: string | undefined): number {
+  return Number(text?.trim().split(/\s+/).at(-1));
 }
 
 Deno.test({
-  name: "PortMapper maps, forwards, renews and deletes with PCP, NAT-PMP and UPnP on miniupnpd",
+  name: "PortMapper maps, forwards, renews, moves and deletes with PCP, NAT-PMP and UPnP on miniupnpd",
   ignore: reason !== null,
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
     await using lab = await NatLab.up({ natA: "prc", natB: "prc", upnp: true });
-    // NAT-PMP and UPnP honour a 6 s lease, so renewal (at 3 s) is seen inside the test; miniupnpd raises a PCP
-    // lifetime to its min_lifetime (60 s), so PCP's renewal is left to the unit-level schedule.
+    // NAT-PMP and UPnP honour a 6 s lease, so their renewal (at 3 s) is seen early; miniupnpd raises a PCP
+    // lifetime to its min_lifetime (60 s), so PCP's renewal comes at 30 s, while the rest runs.
     const cases = [
-      { method: "pcp", port: 42010, lifetime: 6 },
-      { method: "nat-pmp", port: 42020, lifetime: 6 },
-      { method: "upnp", port: 42030, lifetime: 6 },
+      { method: "pcp", port: 42010 },
+      { method: "nat-pmp", port: 42020 },
+      { method: "upnp", port: 42030 },
     ] as const;
+    const gw = ["--gateway", LAB.gwALan];
     const fixtures = cases.map((c) =>
-      new Fixture(lab, [
-        "--gateway",
-        LAB.gwALan,
-        "--method",
-        c.method,
-        "--port",
-        String(c.port),
-        "--lifetime",
-        String(c.lifetime),
-      ])
+      new Fixture(lab, [...gw, "--method", c.method, "--port", String(c.port), "--lifetime", "6"])
     );
-    // Default discovery (the gateway from /proc/net/route, default method order) with TCP, and the
-    // reserved-address refusal without allowReservedExternal, at the same time.
+    // Default discovery (the gateway from /proc/net/route, the default method order) with TCP; the
+    // reserved-address refusal without allowReservedExternal; and, on hostA2, a NAT-PMP mapping whose
+    // renewals will be dropped, to move to UPnP.
     const auto = new Fixture(lab, ["--port", "42040", "--protocol", "tcp"]);
-    const strict = new Fixture(lab, ["--gateway", LAB.gwALan, "--method", "upnp", "--port", "42050", "--strict"]);
+    const strict = new Fixture(lab, [...gw, "--method", "upnp", "--port", "42050", "--strict"]);
+    const moving = new Fixture(
+      lab,
+      [...gw, "--method", "nat-pmp,upnp", "--port", "42060", "--lifetime", "4"],
+      "hostA2",
+    );
+
+    const movingMapped = await moving.wait((e) => e.event === "mapped", 10_000, "hostA2 mapping");
+    equal(movingMapped.mapping.method, "nat-pmp");
+    // gwA now drops NAT-PMP and PCP from hostA2 (before its first renewal, due 2 s after the mapping).
+    for (
+      const rule of [
+        ["add", "table", "ip", "portmap_test"],
+        ["add", "chain", "ip", "portmap_test", "input", "{ type filter hook input priority -10; policy accept; }"],
+        ["add", "rule", "ip", "portmap_test", "input", "ip", "saddr", LAB.hostA2, "udp", "dport", "5351", "drop"],
+      ]
+    ) {
+      const r = await lab.exec("gwA", ["nft", ...rule]);
+      equal(r.code, 0, r.stderr);
+    }
 
     const mapped = await Promise.all(
       fixtures.map((f, i) => f.wait((e) => e.event === "mapped", 10_000, `${cases[i].method} mapping`)),
@@ -146,7 +167,8 @@ Deno.test({
       equal(e.mapping.internalPort, c.port);
       equal(e.mapping.externalAddress, LAB.gwA);
       ok(e.mapping.externalPort > 0);
-      ok(e.mapping.lifetimeSeconds >= c.lifetime, `${c.method} lifetime ${e.mapping.lifetimeSeconds}`);
+      ok(e.mapping.lifetimeSeconds >= 6, `${c.method} lifetime ${e.mapping.lifetimeSeconds}`);
+      ok(Math.abs(e.mapping.expiresAt - (e.at + e.mapping.lifetimeSeconds * 1000)) < 2_000);
       ok(e.ms < 3_000, `${c.method} took ${e.ms} ms`);
     }
     const autoMapped = await auto.wait((e) => e.event === "mapped" || e.event === "error", 10_000, "auto mapping");
@@ -158,15 +180,16 @@ Deno.test({
     equal(refused.causes?.[0], "RESERVED_EXTERNAL_ADDRESS", refused.message);
     ok(refused.message.includes("allowReservedExternal"), refused.message);
 
-    // miniupnpc lists all four mappings.
+    // miniupnpc lists the mappings.
     let lines = await listed(lab);
     for (const [i, e] of mapped.entries()) {
       ok(
         has(lines, "UDP", e.mapping.externalPort, cases[i].port),
-        `${cases[i].method} not in upnpc -l:\n${lines.join("\n")}`,
+        `${cases[i].method} not listed:\n${lines.join("\n")}`,
       );
     }
-    ok(has(lines, "TCP", autoMapped.mapping.externalPort, 42040), `tcp not in upnpc -l:\n${lines.join("\n")}`);
+    ok(has(lines, "TCP", autoMapped.mapping.externalPort, 42040), `tcp not listed:\n${lines.join("\n")}`);
+    ok(!lines.some((l) => l.includes(":42050 ")), `the refused mapping exists:\n${lines.join("\n")}`);
 
     // A datagram from the public host reaches hostA through each mapping.
     for (const [i, e] of mapped.entries()) {
@@ -181,7 +204,6 @@ Deno.test({
     }
 
     // Renewal: past the 6 s lease of the NAT-PMP and UPnP mappings, both are still there, renewed.
-    const renewedBy = Math.max(mapped[1].at, mapped[2].at) + 7_500;
     for (const i of [1, 2]) {
       await fixtures[i].wait(
         (e) => e.event === "log" && e.msg.includes("renewed"),
@@ -189,7 +211,7 @@ Deno.test({
         `${cases[i].method} renewal`,
       );
     }
-    await new Promise((r) => setTimeout(r, Math.max(0, renewedBy - Date.now())));
+    await new Promise((r) => setTimeout(r, Math.max(0, Math.max(mapped[1].at, mapped[2].at) + 7_500 - Date.now())));
     lines = await listed(lab);
     for (const i of [1, 2]) {
       ok(
@@ -198,10 +220,38 @@ Deno.test({
       );
     }
 
+    // hostA2's renewals over NAT-PMP get no answer: after two failed tries (1 s, then 2 s of backoff) the
+    // mapping moves to UPnP, onChange says so, and it forwards.
+    const moved = await moving.wait((e) => e.event === "change", 16_000, "a move to UPnP");
+    equal(moved.mapping.method, "upnp");
+    equal(moved.mapping.internalPort, 42060);
+    ok(moved.at - movingMapped.at >= 6_000, `moved after ${moved.at - movingMapped.at} ms`);
+    ok(moving.events.filter((e) => e.event === "log" && /renewal \d of/.test(e.msg)).length >= 2);
+    lines = await listed(lab);
+    ok(
+      has(lines, "UDP", moved.mapping.externalPort, 42060, LAB.hostA2),
+      `moved mapping not listed:\n${lines.join("\n")}`,
+    );
+    await lab.exec("pub", ["socat", "-u", "-", `UDP4-SENDTO:${LAB.gwA}:${moved.mapping.externalPort}`], {
+      stdin: "hello-moved\n",
+      timeoutMs: 5_000,
+    });
+    await moving.wait((d) => d.event === "datagram" && d.text === "hello-moved", 5_000, "a datagram after the move");
+
+    // PCP: renewed at half of its 60 s, so miniupnpd's remaining lease is back near 60 s.
+    await fixtures[0].wait((e) => e.event === "log" && e.msg.includes("pcp: renewed"), 36_000, "pcp renewal");
+    lines = await listed(lab);
+    const pcpLine = line(lines, "UDP", mapped[0].mapping.externalPort, cases[0].port);
+    ok(leaseLeft(pcpLine) > 45, `pcp lease after renewal: ${pcpLine}`);
+
     // close() deletes every mapping.
-    for (const [i, f] of [...fixtures, auto].entries()) {
-      const port = i < 3 ? cases[i].port : 42040;
-      await lab.exec("hostA", ["socat", "-u", "-", `UDP4-SENDTO:127.0.0.1:${port}`], {
+    const closers: Array<[Fixture, "hostA" | "hostA2", number]> = [
+      ...fixtures.map((f, i): [Fixture, "hostA", number] => [f, "hostA", cases[i].port]),
+      [auto, "hostA", 42040],
+      [moving, "hostA2", 42060],
+    ];
+    for (const [f, host, port] of closers) {
+      await lab.exec(host, ["socat", "-u", "-", `UDP4-SENDTO:127.0.0.1:${port}`], {
         stdin: "close\n",
         timeoutMs: 5_000,
       });
@@ -211,7 +261,7 @@ Deno.test({
     }
     lines = await listed(lab);
     equal(lines.length, 0, `left after close():\n${lines.join("\n")}`);
-    await Promise.all([...fixtures, auto, strict].map((f) => f.finished()));
+    await Promise.all([...fixtures, auto, strict, moving].map((f) => f.finished()));
   },
 });
 
