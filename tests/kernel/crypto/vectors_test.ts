@@ -32,6 +32,10 @@ const COVERED = [
   "nz_handshake_01.json",
   // Run by tests/kernel/channel/channel_vectors_test.ts.
   "nz_channel_01.json",
+  // Run by tests/kernel/channel/datagram_vectors_test.ts.
+  "nz_dgram_01.json",
+  // Run by tests/transport/stun/message_test.ts.
+  "rfc5769_stun.json",
 ];
 
 Deno.test("spec/vectors holds no JSON file that this test leaves out", () => {
