@@ -124,9 +124,11 @@ Deno.test("nat-pmp: NatPmpClient retransmits from 250 ms and gives up with TIMEO
   ok(Date.now() - start < 1600);
   gw[Symbol.dispose]();
   await listen;
-  // Sent at 0, 250, 750 ms (RFC 6886 section 3.1): three within the 1 s budget.
-  equal(arrivals.length, 3, `arrivals at ${arrivals}`);
-  ok(arrivals[1] >= 200 && arrivals[2] >= 650, `arrivals at ${arrivals}`);
+  // Sent at 0, 250, 750 ms (RFC 6886 section 3.1), the next due at 1750 ms is past the 1 s budget; a loaded machine
+  // may push the third past it too.
+  ok(arrivals.length === 2 || arrivals.length === 3, `arrivals at ${arrivals}`);
+  ok(arrivals[1] - arrivals[0] >= 200, `arrivals at ${arrivals}`);
+  if (arrivals.length === 3) ok(arrivals[2] - arrivals[1] >= 450, `arrivals at ${arrivals}`);
 });
 
 Deno.test("nat-pmp: NatPmpClient turns a result code into a named PortMappingError; answers for another port are not its", async () => {

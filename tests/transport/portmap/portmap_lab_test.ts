@@ -169,7 +169,7 @@ Deno.test({
       ok(e.mapping.externalPort > 0);
       ok(e.mapping.lifetimeSeconds >= 6, `${c.method} lifetime ${e.mapping.lifetimeSeconds}`);
       ok(Math.abs(e.mapping.expiresAt - (e.at + e.mapping.lifetimeSeconds * 1000)) < 2_000);
-      ok(e.ms < 3_000, `${c.method} took ${e.ms} ms`);
+      ok(e.ms < 5_000, `${c.method} took ${e.ms} ms`);
     }
     const autoMapped = await auto.wait((e) => e.event === "mapped" || e.event === "error", 10_000, "auto mapping");
     equal(autoMapped.event, "mapped", JSON.stringify(autoMapped));
@@ -277,7 +277,7 @@ Deno.test({
     equal(e.event, "error", JSON.stringify(e));
     equal(e.name, "PortMappingError");
     equal(e.reason, "ALL_METHODS_FAILED");
-    ok(e.ms < 7_500, `took ${e.ms} ms`);
+    ok(e.ms < 8_000, `took ${e.ms} ms`); // 2 s each for PCP, NAT-PMP and the SSDP search
     for (const m of ["pcp", "nat-pmp", "upnp"]) ok(e.message.includes(`${m}:`), e.message);
     equal(e.causes.join(","), "TIMEOUT,TIMEOUT,NO_GATEWAY", e.message);
     await f.finished();
