@@ -317,6 +317,7 @@ export class PortMapper implements AsyncDisposable {
         r.externalPort,
         r.lifetimeSeconds,
       );
+      assertGranted("pcp", r.lifetimeSeconds);
       if (!renew) await this.#refuseReserved(mapping, r.nonce);
       return { mapping, nonce: r.nonce, epochValid: r.epochValid };
     }
@@ -326,6 +327,7 @@ export class PortMapper implements AsyncDisposable {
       const address = await pmp.externalAddress({ signal });
       this.#assertNotReserved("nat-pmp", address);
       const r = await pmp.map({ protocol, internalPort, suggestedExternalPort: externalPort, lifetimeSeconds, signal });
+      assertGranted("nat-pmp", r.lifetimeSeconds);
       const mapping = this.#mapping("nat-pmp", protocol, internalPort, address, r.externalPort, r.lifetimeSeconds);
       return { mapping, epochValid: r.epochValid };
     }
@@ -528,6 +530,15 @@ export class PortMapper implements AsyncDisposable {
       this.#options.log?.(`portmap: ${msg}`);
     } catch { /* a logger's failure is not ours */ }
   }
+}
+
+/** A success with lifetime 0 grants nothing (PCP and NAT-PMP delete with lifetime 0): not a mapping to keep. */
+function assertGranted(method: MappingMethod, lifetimeSeconds: number): void {
+  if (lifetimeSeconds > 0) return;
+  throw new PortMappingError(`${method}: the gateway answered success with lifetime 0 (no mapping)`, {
+    method,
+    reason: "ZERO_LIFETIME",
+  });
 }
 
 function describeMapping(m: PortMapping): string {
