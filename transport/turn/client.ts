@@ -308,6 +308,7 @@ export class TurnAllocation implements PacketSocket, AsyncDisposable {
   #channels = new Map<string, Channel>();
   #channelsByNumber = new Map<number, Channel>();
   #sendCounts = new Map<string, number>();
+  #refusedChannels = new Set<string>();
   #nextChannel = TURN_CHANNEL_MIN;
   #relayed: UdpAddr | null = null;
   #mapped: UdpAddr | null = null;
@@ -410,11 +411,14 @@ export class TurnAllocation implements PacketSocket, AsyncDisposable {
     addStunAttribute(indication, XOR_PEER_ADDRESS, peer);
     addStunAttribute(indication, DATA, data);
     this.stats.sendIndications++;
-    await link.send(encodeStunMessage(indication));
+    // Counted before the send's await, so that concurrent sends start one ChannelBind, not one each.
     const count = (this.#sendCounts.get(key) ?? 0) + 1;
     this.#sendCounts.set(key, count);
     const after = this.#options.channelBindAfter ?? DEFAULT_CHANNEL_BIND_AFTER;
-    if (count >= after && !channel && this.#nextChannel <= TURN_CHANNEL_MAX) this.#bindChannel(peer);
+    if (count >= after && !channel && !this.#refusedChannels.has(key) && this.#nextChannel <= TURN_CHANNEL_MAX) {
+      this.#bindChannel(peer);
+    }
+    await link.send(encodeStunMessage(indication));
   }
 
   /**
@@ -748,9 +752,13 @@ export class TurnAllocation implements PacketSocket, AsyncDisposable {
         channel.bound = true;
         this.#scheduleChannelRefresh(key, channel);
       },
-      () => {
-        // Refused or timed out: stay on Send indications for this peer; the number is not reused.
+      (error) => {
+        // Refused: Send indications for this peer from now on; timed out: try again after a few more
+        // packets. The number is not reused either way.
         this.#channelsByNumber.delete(channel.number);
+        if (this.#channels.get(key) === channel) this.#channels.delete(key);
+        if (error instanceof TurnError && error.code !== undefined) this.#refusedChannels.add(key);
+        else this.#sendCounts.delete(key);
       },
     );
   }

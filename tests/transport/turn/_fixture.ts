@@ -87,6 +87,21 @@ async function relay() {
   return result;
 }
 
+/** 20 sends at once to a new peer: one CreatePermission and one ChannelBind serve them all. */
+async function burst() {
+  const peer = await echoPeer();
+  const allocation = await TurnClient.allocate({ server, transport: args.transport, ...credentials });
+  const got: string[] = [];
+  allocation.route(() => true, (d) => got.push(read(d)));
+  await Promise.all(Array.from({ length: 20 }, (_, i) => allocation.send(text(`${i}`), peer.socket.addr)));
+  await until("20 answers", () => got.length === 20);
+  await until("the channel binding", () => allocation.channels.length === 1);
+  const result = { got: got.length, stats: { ...allocation.stats } };
+  await allocation.close();
+  await peer.socket.close();
+  return result;
+}
+
 async function wrongPassword() {
   const started = Date.now();
   try {
@@ -218,6 +233,7 @@ async function shared() {
 
 const scenarios: Record<string, () => Promise<unknown>> = {
   relay,
+  burst,
   wrongPassword,
   refresh,
   closeDeletes,

@@ -65,6 +65,14 @@ Deno.test({
         });
       }
 
+      await t.step("20 sends at once to a new peer share one CreatePermission and one ChannelBind", async () => {
+        const r = await run("burst");
+        equal(r.got, 20);
+        equal(r.stats.permissions, 1);
+        equal(r.stats.channelBinds, 1);
+        equal(r.stats.requests, 4, "Allocate twice (401 first), CreatePermission, ChannelBind");
+      });
+
       await t.step("a wrong password is a TurnError 401 within 3 s, over UDP and TCP", async () => {
         for (const transport of ["udp", "tcp"]) {
           const r = await run("wrongPassword", { transport });
