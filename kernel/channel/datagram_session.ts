@@ -20,8 +20,11 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
+import { createCipheriv, createDecipheriv } from "node:crypto";
 import { crypto as defaultCrypto } from "../crypto/default.ts";
 import { deriveKey } from "../crypto/kdf.ts";
+import { nativeProvider } from "../crypto/native.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
 import { wipe } from "../bytes.ts";
 import { rekeyKey } from "./cipher.ts";
@@ -31,11 +34,11 @@ import {
   type DataHeader,
   decodeRecords,
   MAX_ACK_RANGES,
+  PacketType,
   readDataHeader,
   RecordWriter,
   STREAM_RECORD_HEADER,
   TAG_LEN,
-  writeDataHeader,
 } from "./datagram_packet.ts";
 import { ReplayWindow } from "./replay_window.ts";
 import type { Duplex } from "../../transport/types.ts";
@@ -73,6 +76,14 @@ const SEND_HIGH_WATER = 1024 * 1024;
 const MAX_PTO_COUNT = 10;
 /** How many packets a flush sends before it yields to the event loop. */
 const BURST = 64;
+
+/** The options of every node:crypto ChaCha20-Poly1305 cipher (one object, not one per packet). */
+const AEAD_OPTIONS = { authTagLength: TAG_LEN };
+
+/** A Buffer view of `bytes` (no copy: wiping one wipes the other), which node:crypto takes without converting. */
+function asBuffer(bytes: Uint8Array): Uint8Array {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+}
 
 /** Options of a {@linkcode DatagramSession}. Durations in milliseconds; 0 disables. */
 export interface DatagramSessionOptions {
@@ -142,6 +153,8 @@ export class DatagramSession implements Duplex {
   #remote: UdpAddr;
   #send: DatagramSender;
   #provider: CryptoProvider;
+  /** Whether the provider is the native one: packets are then sealed and opened with node:crypto directly. */
+  #native: boolean;
   #datagramSize: number;
   #keepAliveMs: number;
   #idleTimeoutMs: number;
@@ -162,8 +175,9 @@ export class DatagramSession implements Duplex {
   #recvKey: Uint8Array;
   #recvPhase: 0 | 1 = 0;
   #recvPrevKey: Uint8Array | null = null;
-  #nonce = new Uint8Array(12);
-  #nonceView = new DataView(this.#nonce.buffer);
+  /** A Buffer: node:crypto takes Buffers as they are, and converts (copies) plain Uint8Arrays on every call. */
+  #nonce: Uint8Array = Buffer.alloc(12);
+  #nonceView = new DataView(this.#nonce.buffer, this.#nonce.byteOffset, 12);
 
   // Sending.
   #counter = 0;
@@ -253,6 +267,7 @@ export class DatagramSession implements Duplex {
     this.#onClose = init.onClose;
     this.#onFirstPacket = init.onFirstPacket ?? null;
     this.#provider = options.provider ?? defaultCrypto;
+    this.#native = this.#provider === nativeProvider;
     this.#datagramSize = options.datagramSize ?? DEFAULT_DATAGRAM_SIZE;
     if (!Number.isInteger(this.#datagramSize) || this.#datagramSize < 256 || this.#datagramSize > 65_507) {
       throw new RangeError(`Invalid datagramSize: ${options.datagramSize}, expected 256 to 65507`);
@@ -262,7 +277,7 @@ export class DatagramSession implements Duplex {
     this.#closeTimeoutMs = options.closeTimeoutMs ?? 5_000;
     this.#rekeyAfterPackets = options.rekeyAfterPackets ?? REKEY_AFTER_PACKETS;
     this.#rekeyAfterMs = options.rekeyAfterMs ?? REKEY_AFTER_MS;
-    this.#sendKey = deriveKey(init.keys.sendKey, PACKET_KEY_LABEL);
+    this.#sendKey = asBuffer(deriveKey(init.keys.sendKey, PACKET_KEY_LABEL));
     this.#recvKey = deriveKey(init.keys.recvKey, PACKET_KEY_LABEL);
     this.#writer = new RecordWriter(this.#datagramSize - DATA_HEADER_LEN - TAG_LEN);
     this.#cwnd = INITIAL_WINDOW_PACKETS * this.#datagramSize;
@@ -486,11 +501,34 @@ export class DatagramSession implements Duplex {
   }
 
   #tryOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Uint8Array | null {
+    if (!this.#native) {
+      try {
+        return this.#provider.chachaOpen(key, nonce, sealed, ad);
+      } catch {
+        return null;
+      }
+    }
+    // The hot path: node:crypto directly, without the provider's copies. The plaintext is released only after
+    // final() has checked the tag, and wiped when it does not verify.
+    const length = sealed.length - TAG_LEN;
+    const decipher = createDecipheriv("chacha20-poly1305", asBuffer(key), nonce, AEAD_OPTIONS);
+    decipher.setAAD(ad, { plaintextLength: length });
+    decipher.setAuthTag(sealed.subarray(length));
+    const plaintext = decipher.update(sealed.subarray(0, length));
     try {
-      return this.#provider.chachaOpen(key, nonce, sealed, ad);
+      decipher.final();
     } catch {
+      plaintext.fill(0);
       return null;
     }
+    // A plain Uint8Array view of node's Buffer when it owns its memory (no copy); bytes cut from node's shared
+    // pool are copied out and wiped there, as the native provider does.
+    if (plaintext.byteOffset === 0 && plaintext.buffer.byteLength === plaintext.length) {
+      return new Uint8Array(plaintext.buffer, 0, plaintext.length);
+    }
+    const copy = Uint8Array.from(plaintext);
+    plaintext.fill(0);
+    return copy;
   }
 
   #nonceFor(counter: number): Uint8Array {
@@ -841,12 +879,20 @@ export class DatagramSession implements Duplex {
     const now = performance.now();
     this.#maybeRekey(now);
     const counter = this.#counter++;
-    const header = new Uint8Array(DATA_HEADER_LEN);
-    writeDataHeader(header, { phase: this.#sendPhase, receiver: this.remoteIndex, counter });
-    const sealed = this.#provider.chachaSeal(this.#sendKey, this.#nonceFor(counter), plaintext, header);
-    const packet = new Uint8Array(DATA_HEADER_LEN + sealed.length);
-    packet.set(header);
-    packet.set(sealed, DATA_HEADER_LEN);
+    // header || ciphertext || tag, built in place in the one buffer that is sent.
+    const packet = new Uint8Array(DATA_HEADER_LEN + plaintext.length + TAG_LEN);
+    this.#writeHeader(packet, counter);
+    const header = packet.subarray(0, DATA_HEADER_LEN);
+    const nonce = this.#nonceFor(counter);
+    if (this.#native) {
+      const cipher = createCipheriv("chacha20-poly1305", this.#sendKey, nonce, AEAD_OPTIONS);
+      cipher.setAAD(header, { plaintextLength: plaintext.length });
+      packet.set(cipher.update(plaintext), DATA_HEADER_LEN);
+      cipher.final();
+      packet.set(cipher.getAuthTag(), DATA_HEADER_LEN + plaintext.length);
+    } else {
+      packet.set(this.#provider.chachaSeal(this.#sendKey, nonce, plaintext, header), DATA_HEADER_LEN);
+    }
     this.#sendPhasePackets++;
     if (ackEliciting) {
       // Packets that elicit no acknowledgement carry nothing to send again and are not in flight: no record.
@@ -859,12 +905,32 @@ export class DatagramSession implements Duplex {
     return packet.length;
   }
 
+  /** Writes the data header (NZ-DGRAM-01 "Data packets"): type by key phase, receiver index, BE64 counter. */
+  #writeHeader(packet: Uint8Array, counter: number): void {
+    packet[0] = this.#sendPhase === 0 ? PacketType.DATA_PHASE_0 : PacketType.DATA_PHASE_1;
+    const receiver = this.remoteIndex;
+    packet[1] = receiver >>> 24;
+    packet[2] = receiver >>> 16;
+    packet[3] = receiver >>> 8;
+    packet[4] = receiver;
+    const high = Math.floor(counter / 0x1_0000_0000);
+    const low = counter >>> 0;
+    packet[5] = high >>> 24;
+    packet[6] = high >>> 16;
+    packet[7] = high >>> 8;
+    packet[8] = high;
+    packet[9] = low >>> 24;
+    packet[10] = low >>> 16;
+    packet[11] = low >>> 8;
+    packet[12] = low;
+  }
+
   /** Flips the key phase when the current key is old, once the peer acknowledged a packet of this phase. */
   #maybeRekey(now: number): void {
     if (this.#sendPhasePackets < this.#rekeyAfterPackets && now - this.#sendPhaseSince < this.#rekeyAfterMs) return;
     // The peer must have moved to the current phase before the next flip (section "Key phases").
     if (!this.#sendPhaseConfirmed) return;
-    const next = rekeyKey(this.#sendKey, this.#provider);
+    const next = asBuffer(rekeyKey(this.#sendKey, this.#provider));
     wipe(this.#sendKey);
     this.#sendKey = next;
     this.#sendPhase = this.#sendPhase === 0 ? 1 : 0;
