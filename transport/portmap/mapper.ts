@@ -488,7 +488,7 @@ export class PortMapper implements AsyncDisposable {
           this.#log(`cannot read /proc/net/route: ${describe(error)}`);
         }
       }
-      const internal = this.#options.internalAddress ?? localAddressFor(gateway);
+      const internal = this.#options.internalAddress ?? localAddressFor(gateway, (m) => this.#log(m));
       this.#log(`gateway ${gateway ?? "unknown"}, internal address ${internal ?? "unknown"}`);
       return { gateway, internal };
     })();
@@ -546,11 +546,12 @@ function describeMapping(m: PortMapping): string {
 }
 
 /** This host's IPv4 address in the gateway's subnet (or the first non-loopback IPv4 one when the gateway is unknown). */
-function localAddressFor(gateway: string | null): string | null {
+function localAddressFor(gateway: string | null, log: (msg: string) => void): string | null {
   let interfaces: Deno.NetworkInterfaceInfo[];
   try {
-    interfaces = Deno.networkInterfaces();
-  } catch {
+    interfaces = Deno.networkInterfaces(); // needs --allow-sys=networkInterfaces
+  } catch (error) {
+    log(`cannot list the network interfaces (pass internalAddress instead): ${describe(error)}`);
     return null;
   }
   const v4 = interfaces.filter((i) => i.family === "IPv4" && !i.address.startsWith("127."));

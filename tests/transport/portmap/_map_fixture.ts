@@ -6,7 +6,9 @@
  * ends the process.
  *
  * `deno run -A _map_fixture.ts --port 40000 [--protocol udp|tcp] [--method pcp,nat-pmp,upnp] [--lifetime 7200]
- *  [--gateway 10.0.1.1] [--strict] [--timeout 2000]`
+ *  [--gateway 10.0.1.1] [--strict] [--timeout 2000] [--external-first]`
+ *
+ * `--external-first` asks `externalAddress()` before mapping and prints it (`external`).
  *
  * @module
  */
@@ -38,6 +40,7 @@ const mapper = new PortMapper({
 mapper.onChange = (mapping) => print({ event: "change", mapping });
 
 try {
+  if (Deno.args.includes("--external-first")) print({ event: "external", address: await mapper.externalAddress() });
   const mapping = await mapper.map(protocol, port);
   print({ event: "mapped", mapping, ms: Date.now() - started });
 } catch (error) {

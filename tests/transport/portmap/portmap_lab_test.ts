@@ -7,7 +7,7 @@
  * with a printed reason otherwise.
  */
 
-import { equal, ok } from "node:assert/strict";
+import { deepEqual, equal, ok } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { LAB, labUnavailable, NatLab } from "../../../scripts/nat_lab.ts";
 
@@ -130,7 +130,7 @@ Deno.test({
     ] as const;
     const gw = ["--gateway", LAB.gwALan];
     const fixtures = cases.map((c) =>
-      new Fixture(lab, [...gw, "--method", c.method, "--port", String(c.port), "--lifetime", "6"])
+      new Fixture(lab, [...gw, "--method", c.method, "--port", String(c.port), "--lifetime", "6", "--external-first"])
     );
     // Default discovery (the gateway from /proc/net/route, the default method order) with TCP; the
     // reserved-address refusal without allowReservedExternal; and, on hostA2, a NAT-PMP mapping whose
@@ -160,6 +160,10 @@ Deno.test({
     const mapped = await Promise.all(
       fixtures.map((f, i) => f.wait((e) => e.event === "mapped", 10_000, `${cases[i].method} mapping`)),
     );
+    // externalAddress() before any mapping: NAT-PMP's public address request and UPnP's GetExternalIPAddress
+    // answer; PCP has no such query.
+    const external = fixtures.map((f) => f.events.find((e) => e.event === "external")?.address);
+    deepEqual(external, [null, LAB.gwA, LAB.gwA]);
     for (const [i, e] of mapped.entries()) {
       const c = cases[i];
       equal(e.mapping.method, c.method);
