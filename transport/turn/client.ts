@@ -673,6 +673,8 @@ export class TurnAllocation implements PacketSocket, AsyncDisposable {
   }
 
   #deliver(data: Uint8Array, from: UdpAddr): void {
+    const permission = this.#permissions.get(from.hostname);
+    if (permission) permission.used = true; // traffic either way keeps the permission refreshed
     for (const route of this.#routes) {
       let matched = false;
       try {

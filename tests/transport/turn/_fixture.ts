@@ -26,8 +26,15 @@ import {
 import { LIFETIME, TURN_METHOD_REFRESH } from "../../../transport/turn/attributes.ts";
 import { isStunDatagram } from "../../../transport/udp.ts";
 
-const args = JSON.parse(Deno.args[0] ?? "{}") as { scenario: string; port: number; transport?: "udp" | "tcp" };
-const server = { hostname: "127.0.0.1", port: args.port };
+const args = JSON.parse(Deno.args[0] ?? "{}") as {
+  scenario: string;
+  port: number;
+  host?: string;
+  transport?: "udp" | "tcp";
+  peer?: { hostname: string; port: number };
+  count?: number;
+};
+const server = { hostname: args.host ?? "127.0.0.1", port: args.port };
 const credentials = { username: "test", password: "test123" };
 const text = (s: string) => new TextEncoder().encode(s);
 const read = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -231,7 +238,43 @@ async function shared() {
   return result;
 }
 
+/** The NAT lab's public peer: echoes `count` packets on `port` (all addresses), then reports who sent them. */
+async function labPeer() {
+  const socket = await UdpSocket.bind(`udp://0.0.0.0:${args.port}`);
+  const heard: { text: string; from: string }[] = [];
+  socket.route(() => true, (data, from) => {
+    heard.push({ text: read(data), from: formatUdpAddr(from) });
+    socket.send(text(`ack:${read(data)}`), from).catch(() => {});
+  });
+  console.log(JSON.stringify({ listening: socket.url })); // the test waits for this line before starting the client
+  await until("the client's packets", () => heard.length >= args.count!, 30_000);
+  await new Promise((r) => setTimeout(r, 200)); // let the last answer leave
+  await socket.close();
+  return { heard };
+}
+
+/** The NAT lab's client behind a NAT: an allocation on the lab's coturn, `count` packets to the public peer. */
+async function labClient() {
+  const allocation = await TurnClient.allocate({ server, transport: args.transport, ...credentials });
+  const got: { text: string; from: string }[] = [];
+  allocation.route(() => true, (data, from) => got.push({ text: read(data), from: formatUdpAddr(from) }));
+  for (let i = 0; i < args.count!; i++) {
+    await allocation.send(text(`hello ${i}`), args.peer!);
+    await until(`answer ${i}`, () => got.length === i + 1);
+  }
+  const result = {
+    relayed: allocation.url,
+    mapped: formatUdpAddr(allocation.mappedAddress),
+    got,
+    stats: { ...allocation.stats },
+  };
+  await allocation.close();
+  return result;
+}
+
 const scenarios: Record<string, () => Promise<unknown>> = {
+  labPeer,
+  labClient,
   relay,
   burst,
   wrongPassword,
