@@ -46,13 +46,21 @@ export interface DatagramEndpointOptions {
   maxPending?: number;
   /** ... and from one IP address (default 16). */
   maxPendingPerHost?: number;
+  /**
+   * New handshakes answered per second from one IP address (a token bucket, default 10 with a burst of 20): each
+   * costs the responder a Diffie-Hellman and a signature, so a flood from one address is cut down before it costs CPU.
+   */
+  handshakesPerSecond?: number;
 }
+
+/** How many source addresses the handshake rate limit remembers; the oldest are forgotten first. */
+const RATE_TABLE_SIZE = 4096;
 
 /** Counters of a {@linkcode DatagramEndpoint}. */
 export interface DatagramEndpointStats {
   /** Packets that named no session or handshake of this endpoint, or did not decode. */
   dropped: number;
-  /** Handshakes refused because too many were pending. */
+  /** Handshakes refused because too many were pending, or their source went over its rate. */
   refused: number;
 }
 
@@ -71,6 +79,8 @@ export class DatagramEndpoint {
   /** Responders by `address|port/senderIndex`, so a resent INITIATION is answered, not started again. */
   readonly #responders = new Map<string, DatagramHandshake>();
   readonly #pendingByHost = new Map<string, number>();
+  /** Token buckets of handshakes per source IP address: tokens left and when they were counted. */
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
   #pending = 0;
   #unroute: () => void;
   #closed = false;
@@ -159,6 +169,25 @@ export class DatagramEndpoint {
     return session;
   }
 
+  /** Takes a token from the source's bucket; false when it has none left. */
+  #admit(host: string): boolean {
+    const rate = this.#options.handshakesPerSecond ?? 10;
+    const now = performance.now();
+    let bucket = this.#buckets.get(host);
+    if (bucket) {
+      this.#buckets.delete(host); // re-inserted below: the map stays in least-recently-used order
+      bucket.tokens = Math.min(rate * 2, bucket.tokens + ((now - bucket.at) / 1000) * rate);
+      bucket.at = now;
+    } else {
+      bucket = { tokens: rate * 2, at: now };
+      if (this.#buckets.size >= RATE_TABLE_SIZE) this.#buckets.delete(this.#buckets.keys().next().value!);
+    }
+    this.#buckets.set(host, bucket);
+    if (bucket.tokens < 1) return false;
+    bucket.tokens -= 1;
+    return true;
+  }
+
   #responderKey(addr: UdpAddr, index: number): string {
     return `${udpAddrKey(addr)}/${index}`;
   }
@@ -210,7 +239,7 @@ export class DatagramEndpoint {
     const fromHost = this.#pendingByHost.get(from.hostname) ?? 0;
     if (
       this.#closed || this.#pending >= (this.#options.maxPending ?? 256) ||
-      fromHost >= (this.#options.maxPendingPerHost ?? 16)
+      fromHost >= (this.#options.maxPendingPerHost ?? 16) || !this.#admit(from.hostname)
     ) {
       this.stats.refused++;
       return;

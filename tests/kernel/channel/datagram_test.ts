@@ -381,3 +381,33 @@ Deno.test("datagram: records round-trip through the writer", async () => {
   const close = records[4] as { type: "close"; reason: string };
   equal(close.reason, "é".repeat(128)); // cut at 256 bytes, on a character boundary
 });
+
+Deno.test("datagram: a flood of INITIATIONs from one address is cut down by the rate limit", async () => {
+  const s = await UdpSocket.bind("udp://127.0.0.1:0");
+  const attacker = await UdpSocket.bind("udp://127.0.0.1:0");
+  let started = 0;
+  const e = new DatagramEndpoint(s, {
+    handshakesPerSecond: 5,
+    maxPendingPerHost: 1000,
+    onHandshake: (hs) => {
+      started++;
+      hs.abort();
+    },
+  });
+  try {
+    const { encodeHandshakePacket } = await import("../../../kernel/channel/datagram_packet.ts");
+    for (let i = 1; i <= 100; i++) {
+      await attacker.send(
+        encodeHandshakePacket({ number: 1, sender: i, receiver: 0, message: new Uint8Array(32) }),
+        s.addr,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    ok(started >= 10 && started <= 12, `${started} handshakes started (burst 10)`);
+    equal(e.stats.refused, 100 - started);
+  } finally {
+    e.close();
+    await s.close();
+    await attacker.close();
+  }
+});
