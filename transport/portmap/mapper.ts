@@ -286,8 +286,32 @@ export class PortMapper implements AsyncDisposable {
     externalPort: number,
     renew?: { nonce?: Uint8Array; externalAddress: string },
   ): Promise<Granted> {
+    const budget = AbortSignal.timeout(this.#timeoutMs * 2);
+    const signal = this.#options.signal ? AbortSignal.any([this.#options.signal, budget]) : budget;
+    try {
+      return await this.#mapWithin(method, protocol, internalPort, externalPort, signal, renew);
+    } catch (error) {
+      // The whole attempt's budget ran out between two exchanges: a timeout of the method, not an abort by the caller.
+      if (budget.aborted && !this.#options.signal?.aborted && !(error instanceof PortMappingError)) {
+        throw new PortMappingError(
+          `${method}: no mapping within ${this.#timeoutMs * 2} ms`,
+          { method, reason: "TIMEOUT" },
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+  }
+
+  async #mapWithin(
+    method: MappingMethod,
+    protocol: MappingProtocol,
+    internalPort: number,
+    externalPort: number,
+    signal: AbortSignal,
+    renew?: { nonce?: Uint8Array; externalAddress: string },
+  ): Promise<Granted> {
     const { gateway, internal } = await this.#resolve();
-    const signal = this.#signal();
     const lifetimeSeconds = this.#lifetime;
     if (method === "pcp" || method === "nat-pmp") {
       if (!gateway) throw new PortMappingError(`${method}: no gateway known`, { method, reason: "NO_GATEWAY" });
@@ -377,7 +401,7 @@ export class PortMapper implements AsyncDisposable {
     try {
       this.#assertNotReserved(mapping.method, mapping.externalAddress);
     } catch (error) {
-      await this.#delete(mapping, nonce, this.#signal()).catch(() => {});
+      await this.#delete(mapping, nonce, AbortSignal.timeout(this.#timeoutMs)).catch(() => {});
       throw error;
     }
   }
@@ -514,11 +538,6 @@ export class PortMapper implements AsyncDisposable {
       gateway: gateway ?? undefined,
       timeoutMs: this.#timeoutMs,
     });
-  }
-
-  #signal(): AbortSignal {
-    const timeout = AbortSignal.timeout(this.#timeoutMs * 2);
-    return this.#options.signal ? AbortSignal.any([this.#options.signal, timeout]) : timeout;
   }
 
   #assertOpen(): void {

@@ -490,6 +490,8 @@ export class UpnpClient {
       },
       action,
       signal,
+      // A router that rebooted may serve its IGD on another port: find it again next time.
+      () => this.#service = null,
     );
     if (answer.status !== 200 && answer.status !== 500) {
       throw new PortMappingError(`upnp: ${action} answered HTTP ${answer.status}`, {
@@ -519,6 +521,7 @@ export class UpnpClient {
     headers: Record<string, string> | undefined,
     what: string,
     signal?: AbortSignal,
+    onUnreachable?: () => void,
   ): Promise<{ status: number; body: string }> {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const all = signal ? AbortSignal.any([signal, timeout]) : timeout;
@@ -544,6 +547,7 @@ export class UpnpClient {
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       if (error instanceof MalformedPortMapMessageError) throw error;
+      onUnreachable?.();
       const timedOut = timeout.aborted;
       throw new PortMappingError(
         `upnp: ${what} (${method} ${url}) ${timedOut ? `got no answer within ${this.#timeoutMs} ms` : "failed"}: ${
