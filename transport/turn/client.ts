@@ -142,7 +142,7 @@ export interface TurnAllocateOptions {
   socket?: UdpSocket;
   /** The lifetime to ask for, in seconds (default 600; the server may grant another). */
   lifetime?: number;
-  /** Aborts the allocation while it is made; once made, an abort closes it. */
+  /** Aborts the allocation while it is made (a later abort does nothing: `close()` ends the allocation). */
   signal?: AbortSignal;
   /** SOFTWARE to add to every request. */
   software?: string;
@@ -318,7 +318,6 @@ export class TurnAllocation implements PacketSocket, AsyncDisposable {
   #refreshTimer: Timer | undefined;
   #closing: Promise<void> | null = null;
   #closed = false;
-  #onAbort = () => void this.close();
 
   static {
     createAllocation = (options, server) => new TurnAllocation(options, server);
@@ -390,6 +389,7 @@ export class TurnAllocation implements PacketSocket, AsyncDisposable {
    */
   async send(data: Uint8Array, to: UdpAddr): Promise<void> {
     if (this.closed) throw new TransportError("Cannot send: the TURN allocation is closed");
+    if (!(data instanceof Uint8Array)) throw new TypeError("Cannot send: data must be a Uint8Array");
     if (data.length > CHANNEL_DATA_MAX_LENGTH) {
       throw new RangeError(`Cannot send: data length is ${data.length}, expected <= ${CHANNEL_DATA_MAX_LENGTH}`);
     }
@@ -426,6 +426,7 @@ export class TurnAllocation implements PacketSocket, AsyncDisposable {
    * automatic refresh; `lifetime` 0 deletes it (what `close()` does).
    *
    * @param lifetime Seconds to ask for (default: what `allocate()` asked for).
+   * @param options `signal` aborts the wait for the answer.
    * @returns The lifetime the server granted, in seconds.
    * @throws {TurnError} for an error response (437: the server no longer knows the allocation) or a timeout.
    */
@@ -445,7 +446,6 @@ export class TurnAllocation implements PacketSocket, AsyncDisposable {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#stopTimers();
-      this.#options.signal?.removeEventListener("abort", this.#onAbort);
       if (!this.#closed && this.#relayed) {
         try {
           await this.#request(TURN_METHOD_REFRESH, (m) => addStunAttribute(m, LIFETIME, 0), {
@@ -480,7 +480,6 @@ export class TurnAllocation implements PacketSocket, AsyncDisposable {
     this.#relayed = relayed;
     this.#mapped = mapped;
     this.#granted(this.#read(response, LIFETIME) ?? TURN_DEFAULT_LIFETIME_S);
-    signal?.addEventListener("abort", this.#onAbort, { once: true });
   }
 
   /** @internal Stops everything and releases the link, without telling the server. */
@@ -732,6 +731,9 @@ export class TurnAllocation implements PacketSocket, AsyncDisposable {
       if (!entry.used) {
         // Idle for 4 minutes: let it expire on the server; a later send creates it again.
         this.#permissions.delete(ip);
+        for (const key of this.#sendCounts.keys()) {
+          if (key.startsWith(`${ip}|`) && !this.#channels.has(key)) this.#sendCounts.delete(key);
+        }
         return;
       }
       this.#createPermission(ip).then(

@@ -36,7 +36,9 @@ export interface Coturn {
   /** Runs `deno run -A script ...args` inside the namespace and parses the last line of its stdout as JSON. */
   // deno-lint-ignore no-explicit-any
   run(script: string | URL, args?: unknown, timeoutMs?: number): Promise<any>;
-  /** Kills coturn and deletes the namespace and the temp dir. */
+  /** Starts a long-running program inside the namespace (stdout and stderr discarded); `stop()` kills it. */
+  spawn(cmd: string[]): void;
+  /** Kills coturn and whatever `spawn` started, and deletes the namespace and the temp dir. */
   stop(): Promise<void>;
 }
 
@@ -54,12 +56,13 @@ export async function startCoturn(extraConfig: string[] = []): Promise<Coturn> {
   const port = 3478;
   await sh(["ip", "netns", "add", ns]);
   let child: Deno.ChildProcess | null = null;
+  const others: Deno.ChildProcess[] = [];
   const stop = async () => {
-    if (child) {
+    for (const process of [...others, ...(child ? [child] : [])]) {
       try {
-        child.kill("SIGKILL");
+        process.kill("SIGKILL");
       } catch { /* exited */ }
-      await child.status;
+      await process.status;
     }
     await sh(["ip", "netns", "del", ns], false);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -125,6 +128,11 @@ export async function startCoturn(extraConfig: string[] = []): Promise<Coturn> {
         const stderr = new TextDecoder().decode(out.stderr).trim();
         if (!out.success) throw new Error(`fixture ${path} failed (${out.code}):\n${stderr}\n${stdout}`);
         return JSON.parse(stdout.split("\n").at(-1)!);
+      },
+      spawn(cmd) {
+        others.push(
+          new Deno.Command("ip", { args: ["netns", "exec", ns, ...cmd], stdout: "null", stderr: "null" }).spawn(),
+        );
       },
       stop,
     };

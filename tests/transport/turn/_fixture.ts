@@ -238,6 +238,22 @@ async function shared() {
   return result;
 }
 
+/** coturn's own echo peer (`turnutils_peer`) at `args.peer`: what we relay comes back unchanged. */
+async function externalPeer() {
+  const allocation = await TurnClient.allocate({ server, transport: args.transport, ...credentials });
+  const got: string[] = [];
+  allocation.route(() => true, (data, from) => got.push(`${read(data)} from ${formatUdpAddr(from)}`));
+  const sent: string[] = [];
+  for (let i = 0; i < args.count!; i++) {
+    sent.push(`packet ${i} ${"x".repeat(i * 100)}`);
+    await allocation.send(text(sent[i]), args.peer!);
+    await until(`echo ${i}`, () => got.length === i + 1);
+  }
+  const result = { sent, got, stats: { ...allocation.stats } };
+  await allocation.close();
+  return result;
+}
+
 /** The NAT lab's public peer: echoes `count` packets on `port` (all addresses), then reports who sent them. */
 async function labPeer() {
   const socket = await UdpSocket.bind(`udp://0.0.0.0:${args.port}`);
@@ -275,6 +291,7 @@ async function labClient() {
 const scenarios: Record<string, () => Promise<unknown>> = {
   labPeer,
   labClient,
+  externalPeer,
   relay,
   burst,
   wrongPassword,

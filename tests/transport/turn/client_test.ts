@@ -65,6 +65,26 @@ Deno.test({
         });
       }
 
+      await t.step("coturn's own echo peer (turnutils_peer) gets what we relay and its echo comes back", async () => {
+        const peer = { hostname: "127.0.0.1", port: 3480 };
+        coturn.spawn(["turnutils_peer", "-L", peer.hostname, "-p", String(peer.port)]);
+        for (const transport of ["udp", "tcp"]) {
+          let r;
+          for (let attempt = 0;; attempt++) {
+            // turnutils_peer takes a moment to bind; until then the first packet is lost and the fixture times out.
+            try {
+              r = await run("externalPeer", { transport, peer, count: 6 });
+              break;
+            } catch (error) {
+              if (attempt === 5) throw error;
+              await new Promise((resolve) => setTimeout(resolve, 200));
+            }
+          }
+          eql(r.got, r.sent.map((text: string) => `${text} from udp://127.0.0.1:3480`), transport);
+          equal(r.stats.channelBinds, 1, transport);
+        }
+      });
+
       await t.step("20 sends at once to a new peer share one CreatePermission and one ChannelBind", async () => {
         const r = await run("burst");
         equal(r.got, 20);
