@@ -385,7 +385,7 @@ export class TurnAllocation implements PacketSocket, AsyncDisposable {
    *
    * @throws {TransportError} when the allocation is closed or the server cannot be reached.
    * @throws {TurnError} when the server refuses the permission (403 for a peer it forbids).
-   * @throws {RangeError} for data longer than 65535 bytes or a peer that is not an IP literal.
+   * @throws {RangeError} for data longer than 65535 bytes, or a peer that is not an IP literal and a port.
    */
   async send(data: Uint8Array, to: UdpAddr): Promise<void> {
     if (this.closed) throw new TransportError("Cannot send: the TURN allocation is closed");
@@ -395,6 +395,9 @@ export class TurnAllocation implements PacketSocket, AsyncDisposable {
     }
     const ip = parseIp(to.hostname);
     if (ip === null) throw new RangeError(`Cannot send: ${to.hostname} is not an IP address`);
+    if (!Number.isInteger(to.port) || to.port < 1 || to.port > 0xffff) {
+      throw new RangeError(`Cannot send: port is ${to.port}, expected 1-65535`);
+    }
     const peer = { hostname: canonicalIp(to.hostname), port: to.port };
     await this.#permission(peer.hostname);
     if (this.closed) throw new TransportError("Cannot send: the TURN allocation is closed");
