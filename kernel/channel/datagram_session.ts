@@ -61,6 +61,8 @@ const PACKET_THRESHOLD = 3;
 const TIME_THRESHOLD = 9 / 8;
 /** The longest this side waits before acknowledging (advertised to no one: a local choice). */
 const MAX_ACK_DELAY_MS = 5;
+/** The granularity of timers (RFC 9002 section 6.1.2 kGranularity). */
+const TIMER_GRANULARITY_MS = 1;
 /** Acknowledge at once after this many ack-eliciting packets. */
 const ACK_EVERY = 8;
 /** RTT assumed before the first sample (RFC 9002 section 6.2.2). */
@@ -197,7 +199,19 @@ export class DatagramSession implements Duplex {
   #srtt: number | null = null;
   #rttvar = INITIAL_RTT_MS / 2;
   #ptoCount = 0;
+  /** Probe packets owed after a probe timeout: sent whatever the congestion window says (RFC 9002 section 6.2.4). */
+  #probes = 0;
+  /**
+   * The loss detection deadline (time threshold or probe timeout; Infinity: none) and whether it is the time
+   * threshold. The timer is lazy: it is set again only when the deadline comes earlier than it fires; one that
+   * fires early (the deadline moved on with each acknowledgement) sets itself for the new deadline. So a bulk
+   * transfer arms a timer every few milliseconds, not one per acknowledgement.
+   */
+  #lossAt = Infinity;
+  #lossAtIsTimeThreshold = false;
   #lossTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the armed loss timer fires. */
+  #lossTimerAt = Infinity;
   #lastSent: number;
   #writeWaiters: (() => void)[] = [];
   #drainWaiters: (() => void)[] = [];
@@ -210,6 +224,8 @@ export class DatagramSession implements Duplex {
   #recvRanges: [number, number][] = [];
   #ackPending = 0;
   #ackWanted = false;
+  /** When a delayed acknowledgement is due (Infinity: none); the ack timer is lazy as the loss timer is. */
+  #ackDue = Infinity;
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
   #delivered = 0;
   #consumed = 0;
@@ -634,15 +650,27 @@ export class DatagramSession implements Duplex {
     this.#ackPending++;
     if (!inOrder || this.#ackPending >= ACK_EVERY) {
       this.#ackWanted = true;
-    } else if (this.#ackTimer === undefined) {
-      this.#ackTimer = setTimeout(() => {
-        this.#ackTimer = undefined;
-        if (this.#ackPending > 0) {
-          this.#ackWanted = true;
-          this.#flush();
-        }
-      }, MAX_ACK_DELAY_MS);
+    } else if (this.#ackDue === Infinity) {
+      this.#ackDue = this.#lastReceived + MAX_ACK_DELAY_MS;
+      // An armed timer fires before the new due time (it was set for an earlier one): it sets itself again then.
+      if (this.#ackTimer === undefined) this.#setAckTimer(MAX_ACK_DELAY_MS);
     }
+  }
+
+  #setAckTimer(delay: number): void {
+    this.#ackTimer = setTimeout(() => {
+      this.#ackTimer = undefined;
+      if (this.#state === "closed" || this.#ackDue === Infinity || this.#ackPending === 0) return;
+      // Set for an earlier due time: wait for this one, unless it is within the timers' granularity (a second
+      // timer would fire a millisecond late, past what the peer's probe timeout allows for).
+      const early = this.#ackDue - performance.now();
+      if (early > TIMER_GRANULARITY_MS) {
+        this.#setAckTimer(early);
+        return;
+      }
+      this.#ackWanted = true;
+      this.#flush();
+    }, delay);
   }
 
   #onAck(ranges: [number, number][], delayMs: number): void {
@@ -692,6 +720,7 @@ export class DatagramSession implements Duplex {
       }
     }
     this.#ptoCount = 0;
+    this.#probes = 0;
     this.#detectLoss(now);
     this.#armLossTimer();
     if (this.#allAcked()) { for (const waiter of this.#drainWaiters.splice(0)) waiter(); }
@@ -731,9 +760,9 @@ export class DatagramSession implements Duplex {
     }
   }
 
+  /** Computes the loss detection deadline (RFC 9002 section 6.2.1 and appendix A.8) and makes sure a timer fires by then. */
   #armLossTimer(): void {
-    if (this.#lossTimer !== undefined) clearTimeout(this.#lossTimer);
-    this.#lossTimer = undefined;
+    this.#lossAt = Infinity;
     if (this.#state === "closed") return;
     let oldest: SentPacket | undefined;
     let lossAt = Infinity;
@@ -744,17 +773,38 @@ export class DatagramSession implements Duplex {
       if (pn < this.#largestAcked) lossAt = Math.min(lossAt, sent.time + lossDelay);
       else break;
     }
-    if (!oldest) return;
+    if (!oldest) {
+      // Nothing to watch: no timer left behind (an idle session holds none).
+      if (this.#lossTimer !== undefined) clearTimeout(this.#lossTimer);
+      this.#lossTimer = undefined;
+      this.#lossTimerAt = Infinity;
+      return;
+    }
     const srtt = this.#srtt ?? INITIAL_RTT_MS;
-    const pto = (srtt + Math.max(4 * this.#rttvar, 1) + MAX_ACK_DELAY_MS) * 2 ** this.#ptoCount;
-    const at = Math.min(lossAt, oldest.time + pto);
-    const delay = Math.max(0, at - performance.now());
-    this.#lossTimer = setTimeout(() => this.#onLossTimer(lossAt <= oldest.time + pto), delay);
+    const pto = (srtt + Math.max(4 * this.#rttvar, TIMER_GRANULARITY_MS) + MAX_ACK_DELAY_MS) * 2 ** this.#ptoCount;
+    this.#lossAt = Math.min(lossAt, oldest.time + pto);
+    this.#lossAtIsTimeThreshold = lossAt <= oldest.time + pto;
+    if (this.#lossTimer !== undefined && this.#lossTimerAt <= this.#lossAt) return;
+    if (this.#lossTimer !== undefined) clearTimeout(this.#lossTimer);
+    this.#setLossTimer(this.#lossAt);
+  }
+
+  #setLossTimer(at: number): void {
+    this.#lossTimerAt = at;
+    this.#lossTimer = setTimeout(() => {
+      this.#lossTimer = undefined;
+      this.#lossTimerAt = Infinity;
+      if (this.#state === "closed" || this.#lossAt === Infinity) return;
+      if (this.#lossAt > performance.now()) {
+        this.#setLossTimer(this.#lossAt);
+        return;
+      }
+      this.#onLossTimer(this.#lossAtIsTimeThreshold);
+    }, Math.max(0, at - performance.now()));
   }
 
   #onLossTimer(timeThreshold: boolean): void {
-    this.#lossTimer = undefined;
-    if (this.#state === "closed") return;
+    this.#lossAt = Infinity;
     const now = performance.now();
     if (timeThreshold) {
       this.#detectLoss(now);
@@ -775,6 +825,11 @@ export class DatagramSession implements Duplex {
         break;
       }
       if (!probed) this.#pingWanted = true;
+      // The probes go out even when the congestion window is full: after a loss that halved the window, the bytes
+      // of a lost tail still count as in flight, and a probe the window held back would only double the next
+      // timeout, again and again (RFC 9002 section 6.2.4: "Probe packets MUST NOT be blocked by the congestion
+      // controller"). Two, as the RFC allows, so that one lost probe does not cost another timeout.
+      this.#probes = 2;
     }
     this.#flush();
     this.#armLossTimer();
@@ -832,7 +887,7 @@ export class DatagramSession implements Duplex {
     if (ack) w.ack(0, this.#recvRanges);
     if (this.#maxDataWanted || ack) w.maxData(this.#maxData);
     let chunks: Chunk[] | null = null;
-    const room = this.#cwnd - this.#bytesInFlight >= this.#datagramSize;
+    const room = this.#probes > 0 || this.#cwnd - this.#bytesInFlight >= this.#datagramSize;
     if (room) {
       // Lost bytes first, then new bytes within the peer's window.
       while (w.free > STREAM_RECORD_HEADER) {
@@ -863,14 +918,12 @@ export class DatagramSession implements Duplex {
     if (ack) {
       this.#ackWanted = false;
       this.#ackPending = 0;
-      if (this.#ackTimer !== undefined) {
-        clearTimeout(this.#ackTimer);
-        this.#ackTimer = undefined;
-      }
+      this.#ackDue = Infinity;
     }
     const ackEliciting = chunks !== null || ping;
+    if (ackEliciting && this.#probes > 0) this.#probes--;
     const size = this.#seal(w.buffer.subarray(0, w.length), ackEliciting, chunks);
-    if (ackEliciting && this.#lossTimer === undefined) this.#armLossTimer();
+    if (ackEliciting && this.#lossAt === Infinity) this.#armLossTimer();
     return size > 0;
   }
 
