@@ -27,6 +27,7 @@
  * @module
  */
 
+import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { openChannel } from "../kernel/channel/channel.ts";
 import { DatagramEndpoint, type DatagramHandshake } from "../kernel/channel/datagram_endpoint.ts";
@@ -72,6 +73,14 @@ interface SinkReport {
   bytes: number;
   packetsReceived: number;
   packetsDropped: number;
+  /** The receiving process's CPU time (user + system) over the transfer, as a share of its wall time. */
+  cpu: number;
+}
+
+/** This process's CPU time, user + system, in ms. */
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
 }
 
 interface Ready {
@@ -155,9 +164,14 @@ async function sink(session: DatagramSession): Promise<void> {
     let expected = -1;
     let bytes = 0;
     const before = { received: session.stats.packetsReceived, dropped: session.stats.packetsDropped };
+    let startedAt = 0, startedCpu = 0;
     while (expected < 0 || bytes < expected) {
       let chunk = await session.read();
       if (chunk === null) return;
+      if (startedAt === 0) {
+        startedAt = performance.now();
+        startedCpu = cpuMs();
+      }
       if (expected < 0) {
         const take = Math.min(8 - headerAt, chunk.length);
         header.set(chunk.subarray(0, take), headerAt);
@@ -171,6 +185,7 @@ async function sink(session: DatagramSession): Promise<void> {
       bytes,
       packetsReceived: session.stats.packetsReceived - before.received,
       packetsDropped: session.stats.packetsDropped - before.dropped,
+      cpu: round((cpuMs() - startedCpu) / (performance.now() - startedAt), 2),
     };
     await session.write(new TextEncoder().encode(JSON.stringify(report)));
   }
@@ -312,6 +327,9 @@ interface SessionFigures {
   rttMs: number | null;
   cwnd: number;
   seconds: number;
+  /** CPU time of each process over the transfer, as a share of the wall time (1 = one core busy). */
+  senderCpu: number;
+  receiverCpu: number;
 }
 
 async function runSession(port: number): Promise<SessionFigures & { runsMBps: number[] }> {
@@ -332,6 +350,7 @@ async function sessionRun(session: DatagramSession, run: number): Promise<Sessio
     new DataView(header.buffer).setBigUint64(0, BigInt(TOTAL));
     const before = { sent: session.stats.packetsSent, lost: session.stats.packetsLost };
     const started = performance.now();
+    const startedCpu = cpuMs();
     await session.write(header);
     for (let sent = 0; sent < TOTAL; sent += MESSAGE) {
       await session.write(sent + MESSAGE <= TOTAL ? message : message.subarray(0, TOTAL - sent));
@@ -344,6 +363,7 @@ async function sessionRun(session: DatagramSession, run: number): Promise<Sessio
       if (answer.endsWith("}")) break;
     }
     const seconds = (performance.now() - started) / 1000;
+    const senderCpu = round((cpuMs() - startedCpu) / (seconds * 1000), 2);
     const report = JSON.parse(answer) as SinkReport;
     if (report.bytes !== TOTAL) throw new Error(`The sink counted ${report.bytes} bytes, expected ${TOTAL}`);
     const figures = {
@@ -356,12 +376,14 @@ async function sessionRun(session: DatagramSession, run: number): Promise<Sessio
       rttMs: session.rttMs === null ? null : round(session.rttMs, 3),
       cwnd: session.info().cwnd,
       seconds: round(seconds, 2),
+      senderCpu,
+      receiverCpu: report.cpu,
     };
     log(
       `session run ${run + 1}/${RUNS}: ${TOTAL_MIB} MiB at ${figures.MBps} MB/s, ${
         formatInt(figures.pps)
       } packets/s, ` +
-        `${figures.packetsLost} of ${figures.packetsSent} packets lost`,
+        `${figures.packetsLost} of ${figures.packetsSent} packets lost, CPU sender ${senderCpu} receiver ${report.cpu}`,
     );
     return figures;
   }
