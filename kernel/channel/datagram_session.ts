@@ -119,6 +119,8 @@ export interface DatagramSessionStats {
   packetsLost: number;
   /** Packets that did not authenticate, were replays, or came for an old key. */
   packetsDropped: number;
+  /** Probe timeouts that fired (RFC 9002 section 6.2): each one a stall of at least an RTT plus the ack delay. */
+  probeTimeouts: number;
   /** Key phase flips of the sending direction. */
   rekeys: number;
   streamBytesSent: number;
@@ -251,6 +253,7 @@ export class DatagramSession implements Duplex {
     packetsReceived: 0,
     packetsLost: 0,
     packetsDropped: 0,
+    probeTimeouts: 0,
     rekeys: 0,
     streamBytesSent: 0,
     streamBytesReceived: 0,
@@ -811,6 +814,7 @@ export class DatagramSession implements Duplex {
     } else {
       // Probe timeout (RFC 9002 section 6.2): send the oldest unacknowledged data again, or a PING.
       this.#ptoCount++;
+      this.stats.probeTimeouts++;
       if (this.#ptoCount > MAX_PTO_COUNT) {
         this.#end(CloseCode.ERROR, "peer unreachable", new TransportError("The peer stopped answering"));
         return;

@@ -24,6 +24,8 @@ class LossyPath {
   /** When set, packets toward the server are captured instead of forwarded (for replay tests). */
   capture: Uint8Array[] | null = null;
   blackhole = false;
+  /** When set, packets toward the server for which it returns true are dropped (a chosen loss pattern). */
+  dropToServer: ((data: Uint8Array) => boolean) | null = null;
 
   private constructor(server: UdpAddr) {
     this.#server = server;
@@ -58,7 +60,7 @@ class LossyPath {
   }
 
   #forward(data: Uint8Array, via: () => UdpSocket, to: UdpAddr, toServer: boolean): void {
-    if (this.blackhole || Math.random() < this.loss) {
+    if (this.blackhole || Math.random() < this.loss || (toServer && this.dropToServer?.(data))) {
       this.dropped++;
       return;
     }
@@ -198,6 +200,31 @@ Deno.test("datagram: the handshake and the stream survive 20% loss and reorderin
     deepEqual(gotBack, back);
     ok(p.path!.dropped > 0);
     ok(p.a.stats.packetsLost > 0, "losses were detected and repaired");
+  } finally {
+    await p.close();
+  }
+});
+
+Deno.test("datagram: after a loss that halves the window, a lost tail costs one probe timeout, not a doubling series", async () => {
+  const p = await pair({ viaPath: true });
+  try {
+    await p.a.write(new Uint8Array([0]));
+    await readAll(p.b, 1);
+    // 32 data packets, the initial window, leave in one burst. Drop the 6th, which the time threshold finds and
+    // which halves the window, and the last 24, which only a probe timeout can find: their bytes still count as
+    // in flight, above the halved window. (Acknowledgement-only packets are under 100 bytes.)
+    let sent = 0;
+    p.path!.dropToServer = (data) => {
+      if (data.length < 200) return false;
+      const i = sent++;
+      return i === 5 || (i >= 8 && i < 32);
+    };
+    const data = pattern(36_500, 17);
+    await p.a.write(data);
+    deepEqual(await readAll(p.b, data.length), data);
+    ok(p.a.stats.packetsLost >= 25, `${p.a.stats.packetsLost} packets declared lost`);
+    // Probes held back by the window would each double the next timeout: six of them, half a second.
+    ok(p.a.stats.probeTimeouts <= 2, `${p.a.stats.probeTimeouts} probe timeouts`);
   } finally {
     await p.close();
   }
