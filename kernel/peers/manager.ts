@@ -37,13 +37,20 @@ import { DatagramEndpoint, type DatagramHandshake } from "../channel/datagram_en
 import type { DatagramSession, DatagramSessionOptions } from "../channel/datagram_session.ts";
 import { createFrameIO } from "../../transport/framing.ts";
 import type { Duplex, Listener, Transport } from "../../transport/types.ts";
-import { parseUdpAddr, UdpSocket } from "../../transport/udp.ts";
+import { parseUdpAddr, type UdpAddr, UdpSocket } from "../../transport/udp.ts";
 import { type AddressBook, resolvePeerName } from "./address_book.ts";
 
 /** The protocol of plain messages between nodes (`nzcore send`). */
 export const MESSAGE_PROTOCOL = "nz/message/1";
 /** The longest protocol name a stream may start with, in bytes. */
 export const MAX_PROTOCOL_LEN = 256;
+/**
+ * The protocol of the handover marker: a side opens one such stream, empty, on a session that another session with
+ * the same peer replaced, after everything it sent there (spec/protocols/README.md, "Sessions").
+ */
+export const HANDOVER_PROTOCOL = "nz/handover/1";
+/** A replaced session is closed at the latest this long after the replacement, handed over or not. */
+const HANDOVER_TIMEOUT_MS = 5_000;
 
 /** Which peers the node accepts. */
 export type PeerPolicy = "any" | "tofu" | "known";
@@ -170,7 +177,14 @@ export class Session {
   readonly channel: Channel;
   /** @internal Set when another session with the same peer replaced this one. */
   replaced = false;
+  /** @internal Resolves when the peer's handover marker arrived on this session. */
+  readonly peerHandedOver: PromiseWithResolvers<void> = Promise.withResolvers();
+  /** @internal The loops delivering the peer's messages on this session. */
+  readonly deliveries: Set<Promise<void>> = new Set();
+  /** @internal Message delivery waits for this first: the hand-over of the session this one replaced. */
+  deliverAfter: Promise<void> | null = null;
   #messages: Promise<Stream> | undefined;
+  #handingOver = false;
   #link: Link;
 
   /** @internal Sessions are made by {@linkcode PeerManager}. */
@@ -213,15 +227,33 @@ export class Session {
     return stream;
   }
 
-  /** Sends one message with {@linkcode MESSAGE_PROTOCOL}, on a stream kept for the session. */
-  async sendMessage(message: Uint8Array): Promise<void> {
-    this.#messages ??= this.openStream(MESSAGE_PROTOCOL);
-    try {
-      await (await this.#messages).send(message);
-    } catch (error) {
-      this.#messages = undefined;
-      throw error;
+  /**
+   * Sends one message with {@linkcode MESSAGE_PROTOCOL}, on a stream kept for the session. Messages go out in call
+   * order.
+   */
+  sendMessage(message: Uint8Array): Promise<void> {
+    if (this.#handingOver) {
+      return Promise.reject(new ChannelError("closed", "Cannot send: another session with the peer replaced this one"));
     }
+    const messages = this.#messages ??= this.openStream(MESSAGE_PROTOCOL);
+    // Chained on the stream's promise in call order, so sends (and the FIN of a hand-over) keep that order.
+    const sent = messages.then((stream) => stream.send(message));
+    sent.catch(() => {
+      if (this.#messages === messages) this.#messages = undefined;
+    });
+    return sent;
+  }
+
+  /**
+   * @internal Hands the session over (another one with the peer replaced it): after every message passed to
+   * `sendMessage`, ends the message stream, then sends the handover marker. Nothing is sent here afterwards.
+   */
+  async handOver(): Promise<void> {
+    this.#handingOver = true;
+    const messages = this.#messages;
+    if (messages) await messages.then((stream) => stream.close()).catch(() => {});
+    const marker = await this.openStream(HANDOVER_PROTOCOL);
+    await marker.close();
   }
 
   /** Closes the session gracefully. */
@@ -274,6 +306,7 @@ export class PeerManager {
   #logBudget = { left: 20, since: 0 };
   #udp: { socket: UdpSocket; endpoint: DatagramEndpoint } | null = null;
   #udpListening = false;
+  #handingOver = new Set<Session>();
 
   /** Creates a manager; nothing listens until {@linkcode PeerManager.listen}. */
   constructor(options: PeerManagerOptions) {
@@ -284,6 +317,10 @@ export class PeerManager {
     this.#random = options.random ?? Math.random;
     this.#events = options.events ?? (() => {});
     this.handle(MESSAGE_PROTOCOL, (stream, session) => this.#receiveMessages(stream, session));
+    this.handle(HANDOVER_PROTOCOL, (stream, session) => {
+      session.peerHandedOver.resolve();
+      stream.reset();
+    });
   }
 
   /** The peer policy in force. */
@@ -309,6 +346,40 @@ export class PeerManager {
    */
   async ensureUdpSocket(): Promise<UdpSocket> {
     return (await this.#udpEndpoint()).socket;
+  }
+
+  /**
+   * Starts an NZ-DGRAM-01 handshake with `to` from the node's UDP socket and
+   * registers the session (hole punching dials each candidate of a peer with
+   * this). Unlike {@linkcode PeerManager.connect}, it writes nothing to the
+   * address book and returns no existing session.
+   *
+   * `signal` stops the handshake only: once it completed, the session stands (a punch that another attempt won
+   * aborts the rest, and a session that came up meanwhile may be the very one the peer keeps).
+   *
+   * @throws {PeerMismatchError} when `expectedPeer` does not answer.
+   * @throws {HandshakeError} when the handshake fails or `signal` aborts it.
+   */
+  async dialUdp(to: UdpAddr, options: { expectedPeer?: string; signal?: AbortSignal } = {}): Promise<Session> {
+    const { endpoint } = await this.#udpEndpoint();
+    options.signal?.throwIfAborted();
+    const handshake = endpoint.dial(to);
+    const link = this.#datagramLink(handshake);
+    let established = false;
+    const onAbort = () => established || handshake.abort(options.signal!.reason);
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      return await this.connectLink({
+        get remoteAddr() {
+          return link.remoteAddr;
+        },
+        handshakeIo: handshake,
+        establish: (keys) => (established = true, link.establish(keys)),
+        path: () => link.path(),
+      }, { expectedPeer: options.expectedPeer });
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+    }
   }
 
   /** The open sessions, one per peer. */
@@ -433,6 +504,8 @@ export class PeerManager {
         if (!winner) throw error;
         kept = winner;
       }
+      // A session replaced meanwhile is being handed over: the winner is the one to use.
+      if (kept.replaced) kept = this.#sessions.get(result.peer.nodeId) ?? kept;
       return kept;
     } catch (error) {
       io.abort(error);
@@ -516,6 +589,7 @@ export class PeerManager {
     for (const redial of this.#redials.values()) redial.abort();
     await Promise.allSettled(this.#listeners.map((l) => l.close()));
     const sessions = [...this.#sessions.values()];
+    sessions.push(...this.#handingOver);
     await Promise.allSettled(
       sessions.map((s) => withTimeout(s.close("node stopping"), 2_000, () => s.channel.abort())),
     );
@@ -671,7 +745,7 @@ export class PeerManager {
       kept = this.#prefer(session, existing);
       const dropped = kept === session ? existing : session;
       dropped.replaced = true;
-      void dropped.close("duplicate session");
+      this.#handOver(dropped, kept);
     }
     this.#sessions.set(nodeId, kept);
     channel.closed.then(({ reason }) => this.#closed(session, reason));
@@ -694,6 +768,36 @@ export class PeerManager {
     const ia = initiator(a), ib = initiator(b);
     if (ia === ib) return a; // the same side dialed again: the newer session wins
     return ia < ib ? a : b;
+  }
+
+  /**
+   * Hands `dropped` over to `kept` without losing a message: both sides end their message streams on `dropped` and
+   * send the handover marker behind everything they sent there; a side closes `dropped` once it sent its marker and
+   * received the peer's, so every message sent on `dropped` arrives. Messages of `kept` are delivered only after
+   * those of `dropped`, so the peer's messages stay in order across the switch.
+   */
+  #handOver(dropped: Session, kept: Session): void {
+    this.#handingOver.add(dropped);
+    const ended = dropped.channel.closed.then(() => {});
+    const handedOver = dropped.peerHandedOver.promise.then(() => Promise.allSettled([...dropped.deliveries]));
+    // Whichever session is older here: the peer may have sent on `dropped` before it switched to `kept` (the two
+    // sides can register crossing sessions in opposite orders). After `dropped`'s messages, and after those of the
+    // sessions `dropped` itself replaced.
+    const previous = [kept.deliverAfter, dropped.deliverAfter];
+    kept.deliverAfter = withTimeout(
+      Promise.all([...previous, Promise.race([handedOver, ended])]),
+      HANDOVER_TIMEOUT_MS,
+      () => {},
+    );
+    this.#track((async () => {
+      await withTimeout(
+        Promise.race([Promise.all([dropped.handOver(), dropped.peerHandedOver.promise]), ended]),
+        HANDOVER_TIMEOUT_MS,
+        () => {},
+      ).catch(() => {});
+      await withTimeout(dropped.close("duplicate session"), 2_000, () => dropped.channel.abort());
+      this.#handingOver.delete(dropped);
+    })());
   }
 
   #closed(session: Session, reason: string): void {
@@ -760,10 +864,21 @@ export class PeerManager {
     }
   }
 
-  async #receiveMessages(stream: Stream, session: Session): Promise<void> {
+  #receiveMessages(stream: Stream, session: Session): Promise<void> {
+    const delivery = this.#deliverMessages(stream, session);
+    session.deliveries.add(delivery);
+    delivery.catch(() => {}).finally(() => session.deliveries.delete(delivery));
+    return delivery;
+  }
+
+  async #deliverMessages(stream: Stream, session: Session): Promise<void> {
     for (;;) {
       const message = await stream.receive();
       if (message === null) return;
+      if (session.deliverAfter) {
+        await session.deliverAfter;
+        session.deliverAfter = null;
+      }
       const data: Record<string, unknown> = { nodeId: session.nodeId, did: session.did, bytes: message.length };
       const text = strictUtf8(message);
       if (text !== undefined) data.text = text;
