@@ -1,0 +1,63 @@
+/**
+ * A node for the NAT lab tests of relay and hole punching: one process per
+ * lab host, printing JSON lines. Roles:
+ *
+ * - `r BIND`: a rendezvous and relay listening on `udp://BIND`; prints `{ role, nodeId }` and runs until killed.
+ * - `b R_ADDR R_ID`: connects to R over UDP, serves introductions and relayed sessions; prints `{ role, nodeId }`,
+ *   then `{ message, path }` for each message it receives.
+ * - `a R_ADDR R_ID B_ID PUNCH_MS`: connects to R over UDP, punches toward B through R; when no direct path opens within
+ *   PUNCH_MS, connects through R as relay; sends a message to B and prints `{ result, path, punchError? }`.
+ *
+ * Usage: deno run -A tests/kernel/peers/_traversal_node.ts ROLE ARGS...
+ */
+
+import { utf8 } from "../../../kernel/bytes.ts";
+import { punch, servePunch } from "../../../kernel/peers/punch.ts";
+import { relayConnect, serveRelay } from "../../../kernel/peers/relay.ts";
+import { peer } from "./_peer.ts";
+
+const [role, ...args] = Deno.args;
+const print = (line: Record<string, unknown>) => console.log(JSON.stringify(line));
+
+const node = await peer();
+const manager = node.manager;
+serveRelay(manager, { relay: { enabled: role === "r" } });
+servePunch(manager, { rendezvous: { enabled: role === "r" } });
+
+if (role === "r") {
+  await manager.listen([`udp://${args[0]}`]);
+  print({ role, nodeId: node.nodeId });
+  await new Promise(() => {});
+}
+
+const [rAddr, rId] = args;
+await manager.listen(["udp://0.0.0.0:0"]);
+await manager.connect(rAddr, { expectedPeer: rId });
+
+if (role === "b") {
+  print({ role, nodeId: node.nodeId });
+  for (;;) {
+    const message = await node.next("peer.message", (d) => !("seen" in d));
+    message.seen = true;
+    print({ message: message.text, path: manager.session(String(message.nodeId)).path() });
+  }
+}
+
+if (role === "a") {
+  const [bId, punchMs] = args.slice(2);
+  const started = performance.now();
+  let punchError: string | undefined;
+  let session;
+  try {
+    session = await punch(manager, rId, bId, { timeoutMs: Number(punchMs) });
+  } catch (error) {
+    punchError = (error as Error).message;
+    session = await relayConnect(manager, rId, bId);
+  }
+  await manager.send(bId, utf8(`hello over ${session.path().kind}`));
+  const path = session.path();
+  print({ result: path.kind, path, punchError, ms: Math.round(performance.now() - started) });
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  await node[Symbol.asyncDispose]();
+  Deno.exit(0);
+}
