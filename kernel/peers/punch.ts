@@ -30,7 +30,7 @@ import type { Stream } from "../channel/stream.ts";
 import { formatIp, parseIp } from "../../transport/stun/_ip.ts";
 import { formatUdpAddr, parseUdpAddr, type UdpAddr, udpAddrKey } from "../../transport/udp.ts";
 import type { PeerManager, Session } from "./manager.ts";
-import { sleep } from "./relay.ts";
+import { sleep } from "./_sleep.ts";
 
 /** The stream protocol of NZ-PUNCH-01. */
 export const RENDEZVOUS_PROTOCOL = "nz/rendezvous/1";

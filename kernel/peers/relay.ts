@@ -21,6 +21,7 @@ import { NotFoundError } from "../errors.ts";
 import type { Stream } from "../channel/stream.ts";
 import { createFrameIO } from "../../transport/framing.ts";
 import type { Link, PeerManager, Session } from "./manager.ts";
+import { sleep } from "./_sleep.ts";
 import { streamDuplex } from "./stream_duplex.ts";
 
 /** The stream protocol of NZ-RELAY-01. */
@@ -490,20 +491,4 @@ class TokenBucket {
     const waitMs = -this.#tokens / this.#rate * 1000;
     await sleep(waitMs, signal);
   }
-}
-
-/** Waits `ms`, or rejects with the signal's reason as soon as it aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }

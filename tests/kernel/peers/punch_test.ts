@@ -226,32 +226,36 @@ Deno.test("a relayed session is upgraded to a direct one without losing or reord
   }
   const relayed = await relayConnect(a.manager, r.nodeId, b.nodeId);
   ok(relayed.relayed);
-  let sent = 0;
-  let switchedAt = -1;
-  const sending = (async () => {
-    while (sent < 20_000) {
-      await a.manager.send(b.nodeId, utf8(String(sent)));
-      sent++;
-      // A steady stream, a few messages per millisecond: the switch happens while messages are in flight.
-      if (sent % 4 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
-      if (switchedAt < 0 && !a.manager.session(b.nodeId).relayed) switchedAt = sent;
-      if (switchedAt >= 0 && sent >= switchedAt + 300) return;
-    }
-  })();
-  await until(() => sent >= 200, 10_000, "messages on the relayed session");
+  // Each side sends a steady stream of numbered messages, a few per millisecond, so that the switch happens while
+  // messages are in flight both ways; each stops 300 messages after it sees the direct session.
+  const stream = (from: TestPeer, to: TestPeer) => {
+    const state = { sent: 0, switchedAt: -1, done: Promise.resolve() };
+    state.done = (async () => {
+      while (state.sent < 20_000) {
+        await from.manager.send(to.nodeId, utf8(String(state.sent)));
+        state.sent++;
+        if (state.sent % 4 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+        if (state.switchedAt < 0 && !from.manager.session(to.nodeId).relayed) state.switchedAt = state.sent;
+        if (state.switchedAt >= 0 && state.sent >= state.switchedAt + 300) return;
+      }
+    })();
+    return state;
+  };
+  await b.next("peer.connected", (d) => d.nodeId === a.nodeId);
+  const ab = stream(a, b), ba = stream(b, a);
+  await until(() => ab.sent >= 200 && ba.sent >= 200, 10_000, "messages on the relayed session");
   const t0 = performance.now();
   const direct = await upgradeRelayed(a.manager, relayed, { attempts: 1 });
-  console.log(`upgraded in ${(performance.now() - t0).toFixed(0)} ms after ${sent} messages`);
+  console.log(`upgraded in ${(performance.now() - t0).toFixed(0)} ms after ${ab.sent} + ${ba.sent} messages`);
   ok(direct && !direct.relayed, "the session is direct now");
-  await sending;
-  ok(switchedAt > 200, `switched after ${switchedAt} messages`);
-  await until(
-    () => b.events.filter((e) => e.type === "peer.message").length >= sent,
-    10_000,
-    `all ${sent} messages at b`,
-  );
-  const texts = b.events.filter((e) => e.type === "peer.message").map((e) => Number(e.data.text));
-  eql(texts, Array.from({ length: sent }, (_, i) => i), "complete and in order");
+  await Promise.all([ab.done, ba.done]);
+  for (const [state, at, name] of [[ab, b, "a to b"], [ba, a, "b to a"]] as const) {
+    ok(state.switchedAt >= 200, `${name}: switched after ${state.switchedAt} messages`);
+    const received = () => at.events.filter((e) => e.type === "peer.message");
+    await until(() => received().length >= state.sent, 10_000, `all ${state.sent} messages ${name}`);
+    const numbers = received().map((e) => Number(e.data.text));
+    eql(numbers, Array.from({ length: state.sent }, (_, i) => i), `${name}: complete and in order`);
+  }
   const path = a.manager.session(b.nodeId).path();
   equal(path.kind, "direct");
   equal(path.transport, "udp");

@@ -1,0 +1,21 @@
+/**
+ * A cancellable wait, for the relay and hole-punching code.
+ *
+ * @module
+ */
+
+/** Waits `ms`, or rejects with the signal's reason as soon as it aborts (the timer is cleared then). */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
