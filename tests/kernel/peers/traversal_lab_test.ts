@@ -17,7 +17,9 @@ const FIXTURE = fileURLToPath(new URL("./_traversal_node.ts", import.meta.url));
 
 /** Starts the fixture in `host`; returns a reader of its JSON lines. */
 function start(lab: NatLab, host: LabHost, args: string[]) {
-  const child = lab.spawn(host, [Deno.execPath(), "run", "-A", "--quiet", FIXTURE, ...args]);
+  const child = lab.spawn(host, [Deno.execPath(), "run", "-A", "--quiet", FIXTURE, ...args], {
+    env: { STUN: `${LAB.srv}:3478` },
+  });
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   child.stderr.cancel().catch(() => {});
   let buffer = "";
@@ -91,6 +93,7 @@ Deno.test({
     const path = prc.result.path as Record<string, unknown>;
     equal(path.transport, "udp");
     ok(String(path.remoteAddr).startsWith(`udp://${LAB.gwB}:`), `B is reached at gwB's address: ${path.remoteAddr}`);
+    ok(String(prc.result.stun).startsWith(`${LAB.gwA}:`), `A's STUN-mapped candidate: ${prc.result.stun}`);
     equal(prc.atB.message, "hello over direct");
     equal((prc.atB.path as Record<string, unknown>).kind, "direct");
 
