@@ -7,6 +7,8 @@
  *   then `{ message, path }` for each message it receives.
  * - `a R_ADDR R_ID B_ID PUNCH_MS`: connects to R over UDP, punches toward B through R; when no direct path opens within
  *   PUNCH_MS, connects through R as relay; sends a message to B and prints `{ result, path, punchError? }`.
+ * - `a R_ADDR R_ID B_ID PUNCH_MS upgrade`: connects to B through R as relay first, sends a message, then upgrades the
+ *   relayed session (punching through R), sends another and prints `{ result, path }`.
  *
  * With STUN=HOST:PORT in the environment, A and B add the address a STUN server maps their UDP socket to as a
  * candidate (as the node's reachability module would); A shows it as `stun` in its result.
@@ -15,7 +17,7 @@
  */
 
 import { utf8 } from "../../../kernel/bytes.ts";
-import { type Candidate, punch, servePunch } from "../../../kernel/peers/punch.ts";
+import { type Candidate, punch, servePunch, upgradeRelayed } from "../../../kernel/peers/punch.ts";
 import { relayConnect, serveRelay } from "../../../kernel/peers/relay.ts";
 import { StunClient } from "../../../transport/stun/client.ts";
 import { parseUdpAddr } from "../../../transport/udp.ts";
@@ -59,8 +61,23 @@ if (role === "b") {
 }
 
 if (role === "a") {
-  const [bId, punchMs] = args.slice(2);
+  const [bId, punchMs, mode] = args.slice(2);
   const started = performance.now();
+  if (mode === "upgrade") {
+    const relayed = await relayConnect(manager, rId, bId);
+    await manager.send(bId, utf8(`hello over ${relayed.path().kind}`));
+    const direct = await upgradeRelayed(manager, relayed, {
+      attempts: 1,
+      timeoutMs: Number(punchMs),
+      candidates: stunCandidates,
+    });
+    await manager.send(bId, utf8(`hello over ${manager.session(bId).path().kind}`));
+    const path = manager.session(bId).path();
+    print({ result: path.kind, path, upgraded: direct !== null, ms: Math.round(performance.now() - started) });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await node[Symbol.asyncDispose]();
+    Deno.exit(0);
+  }
   let punchError: string | undefined;
   let session;
   try {

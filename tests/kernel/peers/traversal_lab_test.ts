@@ -56,7 +56,7 @@ function start(lab: NatLab, host: LabHost, args: string[]) {
   };
 }
 
-async function reach(lab: NatLab) {
+async function reach(lab: NatLab, mode: string[] = []) {
   const rAddr = `udp://${LAB.pub}:7475`;
   const r = start(lab, "pub", ["r", `${LAB.pub}:7475`]);
   try {
@@ -64,11 +64,12 @@ async function reach(lab: NatLab) {
     const b = start(lab, "hostB", ["b", rAddr, String(rId)]);
     try {
       const { nodeId: bId } = await b.next();
-      const a = start(lab, "hostA", ["a", rAddr, String(rId), String(bId), "4000"]);
+      const a = start(lab, "hostA", ["a", rAddr, String(rId), String(bId), "4000", ...mode]);
       try {
         const result = await a.next(30_000);
-        const atB = await b.next();
-        return { result, atB };
+        const atB = [await b.next()];
+        if (mode.length > 0) atB.push(await b.next());
+        return { result, atB: atB[0], later: atB[1] };
       } finally {
         await a.stop();
       }
@@ -81,7 +82,8 @@ async function reach(lab: NatLab) {
 }
 
 Deno.test({
-  name: "behind two port-restricted cone NATs, punching gives a direct UDP session; with a symmetric NAT, the relay",
+  name:
+    "behind two port-restricted cone NATs, punching gives a direct UDP session; with a symmetric NAT, the relay; a relayed session between cones is upgraded",
   ignore: unavailable !== null,
   sanitizeResources: false,
   sanitizeOps: false,
@@ -105,5 +107,15 @@ Deno.test({
     equal((sym.result.path as Record<string, unknown>).transport, "relay");
     equal(sym.atB.message, "hello over relayed");
     equal((sym.atB.path as Record<string, unknown>).via, (sym.result.path as Record<string, unknown>).via);
+
+    // A relayed session between two port-restricted cones is upgraded: punched through the relay as rendezvous.
+    await lab.setNat("gwB", "prc");
+    const upgrade = await reach(lab, ["upgrade"]);
+    console.log("upgrade prc/prc:", JSON.stringify(upgrade));
+    equal(upgrade.result.upgraded, true);
+    equal(upgrade.result.result, "direct");
+    equal(upgrade.atB.message, "hello over relayed");
+    equal(upgrade.later?.message, "hello over direct");
+    equal((upgrade.later?.path as Record<string, unknown>).transport, "udp");
   },
 });
