@@ -216,6 +216,7 @@ export function buildProgram(): Command {
       (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
     )
     .option("--port-mapping", "ask the router to forward the listen ports (PCP, NAT-PMP, UPnP IGD)")
+    .option("--relay", "relay sessions between peers that cannot reach each other directly (for public nodes)")
     .option("--name <NAME>", "name of the first identity, on first start", "default")
     .action(async (
       opts: {
@@ -225,6 +226,7 @@ export function buildProgram(): Command {
         peerPolicy: PeerPolicy;
         stun?: string[];
         portMapping?: boolean;
+        relay?: boolean;
         name: string;
       },
       command: Command,
@@ -241,6 +243,7 @@ export function buildProgram(): Command {
         peerPolicy: opts.peerPolicy,
         identityName: opts.name,
         reachability: { stunServers: opts.stun ?? [], portMapping: opts.portMapping ?? false },
+        traversal: { relay: { enabled: opts.relay ?? false } },
       });
       const { node } = daemon;
       console.log(`nzcore ${VERSION} ${node.created ? "created a new node" : "started"}`);
@@ -451,21 +454,38 @@ export function buildProgram(): Command {
       });
     });
 
-  program.command("connect <address>")
-    .description("dial a node (tcp://HOST:PORT, ws://HOST:PORT/PATH) and authenticate it")
+  program.command("connect <target>")
+    .description(
+      "dial a node at an address (tcp://HOST:PORT, udp://HOST:PORT, ws://HOST:PORT/PATH) and authenticate it; with " +
+        "--via, reach a node (its DID or node ID) behind a NAT through a connected node: hole punching, else relayed",
+    )
     .option("--peer <ID>", "the node ID or DID expected at the address; refuse another")
+    .option("--via <NODE>", "a connected node that introduces (rendezvous) and, if need be, relays")
     .option("--once", "do not dial the peer again after a lost session or at start")
     .option("--json", "print JSON")
-    .action(async (address: string, opts: { peer?: string; once?: boolean; json?: boolean }, command: Command) => {
-      await withClient(command, async (client) => {
-        const s = await client.request<SessionView>("POST", "/v1/peers", {
-          address,
-          peer: opts.peer,
-          autoConnect: !opts.once,
+    .action(
+      async (
+        target: string,
+        opts: { peer?: string; via?: string; once?: boolean; json?: boolean },
+        command: Command,
+      ) => {
+        await withClient(command, async (client) => {
+          const body = opts.via
+            ? { peer: target, via: opts.via }
+            : { address: target, peer: opts.peer, autoConnect: !opts.once };
+          const s = await client.request<
+            SessionView & { method?: string; elapsedMs?: number; punchError?: string }
+          >("POST", "/v1/peers", body);
+          print(s, !!opts.json, () => {
+            const lines = [`Connected to ${s.did}`, `  node id: ${s.nodeId}`, `  address: ${s.address}`];
+            if (s.path) lines.push(`  path:    ${describePath(s.path)}`);
+            if (s.elapsedMs !== undefined) lines.push(`  took:    ${s.elapsedMs.toFixed(0)} ms`);
+            if (s.punchError) lines.push(`  no direct path yet: ${s.punchError}`);
+            return lines.join("\n");
+          });
         });
-        print(s, !!opts.json, () => `Connected to ${s.did}\n  node id: ${s.nodeId}\n  address: ${s.address}`);
-      });
-    });
+      },
+    );
 
   program.command("peers")
     .description("list sessions with other nodes, and known peers")

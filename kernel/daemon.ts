@@ -93,6 +93,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       async start() {
         await node.peers.listen(options.listen ?? []);
         await node.reachability.start();
+        node.traversal.start();
       },
       stop: () => node.peers.unlisten(),
     });

@@ -89,10 +89,18 @@ export {
   openChannel,
 } from "./channel/channel.ts";
 export { Stream, type StreamOperationOptions } from "./channel/stream.ts";
+export {
+  DatagramEndpoint,
+  type DatagramEndpointOptions,
+  type DatagramEndpointStats,
+  DatagramHandshake,
+} from "./channel/datagram_endpoint.ts";
+export { DatagramSession, type DatagramSessionOptions, type DatagramSessionStats } from "./channel/datagram_session.ts";
 export type { KeyPair } from "./channel/noise.ts";
 export { AddressBook, type PeerRecord, resolvePeerName } from "./peers/address_book.ts";
 export {
   type HandshakeLimits,
+  type Link,
   MESSAGE_PROTOCOL,
   PEER_POLICIES,
   PeerManager,
@@ -101,8 +109,43 @@ export {
   type ReconnectOptions,
   Session,
   type SessionInfo,
+  type SessionPath,
   type StreamHandler,
 } from "./peers/manager.ts";
+export {
+  relayConnect,
+  type RelayConnectOptions,
+  RelayError,
+  type RelayOptions,
+  type RelayService,
+  type RelayServiceOptions,
+  type RelayStats,
+  RelayStatus,
+  type RelayStatusName,
+  serveRelay,
+} from "./peers/relay.ts";
+export {
+  type Candidate,
+  type CandidateKind,
+  type CandidateSource,
+  punch,
+  PunchError,
+  type PunchOptions,
+  PunchRefusal,
+  type PunchService,
+  type PunchServiceOptions,
+  type PunchStats,
+  servePunch,
+  type UpgradeOptions,
+  upgradeRelayed,
+} from "./peers/punch.ts";
+export {
+  Reachability,
+  type ReachabilityOptions,
+  type ReachabilityState,
+  type StunObservation,
+} from "./node/reachability.ts";
+export { type ConnectViaResult, Traversal, type TraversalOptions } from "./node/traversal.ts";
 export { type HostPort, parseHostPort, resolveDataDir } from "./node/config.ts";
 export {
   type Clock,

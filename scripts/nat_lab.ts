@@ -1347,7 +1347,8 @@ async function cliCleanup(): Promise<number> {
   return 0;
 }
 
-const USAGE = "usage: deno run -A scripts/nat_lab.ts up|down|status|nat gwA|gwB prc|rc|fc|sym|verify|cleanup\n" +
+const USAGE =
+  "usage: deno run -A scripts/nat_lab.ts up|down|status|nat gwA|gwB prc|rc|fc|sym|verify|cleanup|matrix [--repeats N]\n" +
   "  up reads NAT_A, NAT_B, UDP_TIMEOUT, UDP_STREAM_TIMEOUT, NATLAB_UPNP=0, NATLAB_COTURN=0";
 
 async function main(args: string[]): Promise<number> {
@@ -1364,6 +1365,9 @@ async function main(args: string[]): Promise<number> {
       return await cliVerify();
     case "cleanup":
       return await cliCleanup();
+    case "matrix":
+      // Real nodes in a lab of their own, for every pair of NAT types (scripts/nat_matrix.ts).
+      return await (await import("./nat_matrix.ts")).main(args.slice(1));
     case "__keep":
       return await keep(JSON.parse(args[1] ?? "{}"));
     default:

@@ -150,6 +150,9 @@ export const IdParam = z.object({
 
 /** An open session with a peer. */
 export const SessionSchema = z.object({
+  method: z.enum(["direct", "relayed"]).optional().openapi({ description: "With `via`: how the peer was reached" }),
+  elapsedMs: z.number().optional().openapi({ description: "With `via`: milliseconds to a working session" }),
+  punchError: z.string().optional().openapi({ description: "With `via`, when relayed: why hole punching failed" }),
   nodeId: z.string(),
   did: z.string(),
   direction: z.enum(["inbound", "outbound"]),
@@ -187,7 +190,15 @@ export const PeersSchema = z.object({
 
 /** `POST /v1/peers`. */
 export const ConnectSchema = z.strictObject({
-  address: z.string().min(1).max(512).openapi({ example: "tcp://192.0.2.7:7475" }),
+  address: z.string().min(1).max(512).optional().openapi({
+    example: "tcp://192.0.2.7:7475",
+    description: "The address to dial; leave it out to reach `peer` through `via` instead",
+  }),
+  via: z.string().min(1).max(128).optional().openapi({
+    description:
+      "A connected node (name, node ID or prefix) that introduces this node to `peer` for hole punching, and relays " +
+      "the session when no direct path opens",
+  }),
   peer: z.string().min(1).max(128).optional().openapi({
     description: "The node ID or DID expected at the address; the connection is refused if another answers",
   }),

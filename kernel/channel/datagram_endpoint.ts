@@ -275,7 +275,7 @@ export class DatagramEndpoint {
  */
 export class DatagramHandshake implements FrameIO {
   /** Handshake messages are far below it; it is what `performHandshake` asks for. */
-  readonly maxFrameSize = MAX_HANDSHAKE_MESSAGE;
+  readonly maxFrameSize: number = MAX_HANDSHAKE_MESSAGE;
   /** Whether this side started the handshake. */
   readonly initiator: boolean;
   /** This side's session index. */

@@ -113,7 +113,9 @@ export interface DatagramSessionStats {
   rttMs: number | null;
   /** Congestion window, bytes. */
   cwnd: number;
+  /** Data packets sent. */
   packetsSent: number;
+  /** Data packets received that authenticated. */
   packetsReceived: number;
   /** Packets declared lost (sent again). */
   packetsLost: number;
@@ -123,7 +125,9 @@ export interface DatagramSessionStats {
   probeTimeouts: number;
   /** Key phase flips of the sending direction. */
   rekeys: number;
+  /** Stream bytes sent for the first time. */
   streamBytesSent: number;
+  /** Stream bytes delivered in order. */
   streamBytesReceived: number;
 }
 
@@ -248,6 +252,7 @@ export class DatagramSession implements Duplex {
   #readable: ReadableStream<Uint8Array> | null = null;
   #writable: WritableStream<Uint8Array> | null = null;
 
+  /** The counters, live ({@linkcode DatagramSession.info} adds the address, RTT and window). */
   readonly stats: Omit<DatagramSessionStats, "remoteAddr" | "rttMs" | "cwnd"> = {
     packetsSent: 0,
     packetsReceived: 0,
@@ -260,6 +265,8 @@ export class DatagramSession implements Duplex {
   };
 
   /**
+   * A session of a finished handshake; made by `DatagramHandshake.establish()`, or by tests.
+   *
    * @param init.keys The handshake's channel keys; the packet keys are derived from them (they are not used as
    *   they are, so the channel running on top can use them without sharing a nonce space).
    * @param init.initiator Whether this side started the handshake: the responder sends the first packet, a PING,
@@ -419,6 +426,7 @@ export class DatagramSession implements Duplex {
     this.#end(CloseCode.ERROR, text, error);
   }
 
+  /** Same as {@linkcode DatagramSession.close}. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }

@@ -37,6 +37,7 @@ import { FILES } from "./config.ts";
 import { TokenStore } from "./tokens.ts";
 import { PolicyGate } from "../policy/gate.ts";
 import { Reachability, type ReachabilityOptions } from "./reachability.ts";
+import { Traversal, type TraversalOptions } from "./traversal.ts";
 
 /** The version of this node software. */
 export const VERSION = "0.1.0";
@@ -59,6 +60,8 @@ export interface NodeOptions {
   peerOptions?: Pick<PeerManagerOptions, "limits" | "reconnect" | "channel" | "maxFrameSize" | "datagram">;
   /** STUN servers, port mapping, serving STUN. */
   reachability?: ReachabilityOptions;
+  /** Relaying for others, rendezvous, punch timeout. */
+  traversal?: TraversalOptions;
 }
 
 /** Storage figures of `/v1/state`. */
@@ -103,6 +106,8 @@ export class Node {
   readonly policy: PolicyGate;
   /** Public addresses, NAT type and port mappings; started by the daemon once the node listens. */
   readonly reachability: Reachability;
+  /** Hole punching through a rendezvous, relaying, and upgrades of relayed sessions; started by the daemon. */
+  readonly traversal: Traversal;
   #lock: DirectoryLock;
   #closed = false;
 
@@ -149,6 +154,7 @@ export class Node {
       log: (line) => console.warn(`nzcore: ${line}`),
       ...init.options.reachability,
     });
+    this.traversal = new Traversal(this.peers, this.reachability, init.options.traversal);
     this.startedAt = Date.now();
   }
 
@@ -271,6 +277,7 @@ export class Node {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.traversal.close();
     await this.reachability.close();
     try {
       await this.peers.close();

@@ -93,6 +93,8 @@ export class Reachability {
   };
 
   /**
+   * Reachability of the node whose sessions `peers` holds; nothing runs until {@linkcode Reachability.start}.
+   *
    * @throws {SyntaxError} for a STUN server that is not `HOST:PORT`.
    */
   constructor(peers: PeerManager, options: ReachabilityOptions = {}) {

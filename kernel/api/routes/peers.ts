@@ -27,7 +27,7 @@ const connect = createRoute({
   method: "post",
   path: "/v1/peers",
   tags: ["peers"],
-  summary: "Dial an address and authenticate the peer there",
+  summary: "Dial an address and authenticate the peer there, or reach a peer through a rendezvous (via)",
   security: [{ bearer: [] }],
   request: { body: { required: true, ...json(ConnectSchema) } },
   responses: {
@@ -83,6 +83,15 @@ export function peerRoutes(app: ApiApp, ctx: ApiContext): void {
   });
   app.openapi(connect, async (c) => {
     const body = c.req.valid("json");
+    if (body.via !== undefined) {
+      if (body.address !== undefined || body.peer === undefined) {
+        throw new RangeError("Invalid request: with via, give peer (the node to reach) and no address");
+      }
+      const result = await ctx.node.traversal.connectVia(ctx.node.peerIdOf(body.peer), body.via);
+      const { method, elapsedMs, punchError } = result;
+      return c.json({ ...result.session.info(), method, elapsedMs, punchError }, 200);
+    }
+    if (body.address === undefined) throw new RangeError("Invalid request: give address, or peer and via");
     const session = await peers().connect(body.address, {
       expectedPeer: body.peer === undefined ? undefined : ctx.node.peerIdOf(body.peer),
       autoConnect: body.autoConnect ?? true,

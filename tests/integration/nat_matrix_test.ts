@@ -1,0 +1,33 @@
+/**
+ * The NAT traversal matrix (scripts/nat_matrix.ts) as a test: real node
+ * processes behind real NATs in the lab, for every pair of NAT types. Every
+ * pair must end with a working encrypted path that carried a message, direct
+ * wherever the two NATs allow one (and relayed only where they do not).
+ */
+
+import { equal, ok } from "node:assert/strict";
+import { labUnavailable, NatLab } from "../../scripts/nat_lab.ts";
+import { allPairs, directExpected, formatMatrix, runMatrix } from "../../scripts/nat_matrix.ts";
+
+const reason = await labUnavailable({ upnp: false });
+if (reason) console.log(`nat matrix: skipped: ${reason}`);
+
+Deno.test({
+  name: "NAT matrix: every pair of NAT types ends with a working path, direct wherever one exists",
+  ignore: reason !== null,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using lab = await NatLab.up({ upnp: false });
+    const cells = await runMatrix(lab, { repeats: 1 });
+    console.log(formatMatrix(cells));
+    equal(cells.length, allPairs().length);
+    for (const cell of cells) {
+      const name = `${cell.natA}/${cell.natB}`;
+      ok(cell.path !== "failed", `${name} failed: ${cell.error}`);
+      equal(cell.path, directExpected(cell.natA, cell.natB) ? "direct" : "relayed", name);
+      ok(cell.delivered, `${name}: the message did not arrive`);
+      if (cell.path === "direct") ok(cell.medianMs! < 1_000, `${name}: ${cell.medianMs} ms to a direct path`);
+    }
+  },
+});
