@@ -19,6 +19,7 @@ import { VERSION } from "../node/node.ts";
 import { bearerAuth, FailureLimiter, scopeGuard } from "./auth.ts";
 import type { ApiContext, ApiEnv } from "./context.ts";
 import { errorResponse, onError } from "./errors.ts";
+import { policyGate } from "./gate.ts";
 import { MCP_PATH, mcpHandler } from "./mcp.ts";
 import { approvalRoutes } from "./routes/approvals.ts";
 import { eventRoutes } from "./routes/events.ts";
@@ -70,17 +71,22 @@ export function createApp(ctx: ApiContext, options: AppOptions = {}): ApiHandler
   });
   const auth = bearerAuth(ctx.node.tokens, options.limiter ?? new FailureLimiter());
   const scope = scopeGuard(AGENT_PATHS);
+  const gate = policyGate(ctx);
   const limit = bodyLimit({
     maxSize: MAX_BODY_BYTES,
     onError: (c) => errorResponse(c, 413, "body_too_large", `The request body exceeds ${MAX_BODY_BYTES} bytes`),
   });
   // Authenticate first, so no body of an unauthenticated client is read; then keep agent tokens to their paths;
-  // then limit bodies of the methods that carry one. One middleware keeps the per-request cost of GET routes low.
+  // then limit bodies of the methods that carry one; then ask the policy gate (gate.ts). One middleware keeps the
+  // per-request cost of GET routes low.
   const limited: MiddlewareHandler = (c, next) =>
     c.req.method === "GET" || c.req.method === "HEAD" ? next() : limit(c, next);
   app.use("*", (c, next) => (PUBLIC_PATHS.has(c.req.path) ? limited(c, next) : auth(c, async () => {
     const refused = await scope(c, async () => {
-      const tooLarge = await limited(c, next);
+      const tooLarge = await limited(c, async () => {
+        const denied = await gate(c, next);
+        if (denied instanceof Response) c.res = denied;
+      });
       if (tooLarge instanceof Response) c.res = tooLarge;
     });
     if (refused instanceof Response) c.res = refused;

@@ -19,6 +19,15 @@ permit (principal in Role::"admin", action, resource);
 @reason("the owner may do anything")
 permit (principal in Role::"owner", action, resource);
 
+// API tokens (admin-scoped: agent tokens reach only /v1/mcp, where they act as agents) may do anything, as the
+// admin API always allowed, until the operator restricts one: a token holding role:restricted may do only what
+// its grants allow (the "granted" policy below), and a forbid added to the set overrides this permit.
+@id("token-all")
+@risk("low")
+@reason("API tokens may do anything unless restricted (role:restricted)")
+permit (principal is Token, action, resource)
+unless { principal in Role::"restricted" };
+
 // Everyone else may do what the capability registry grants them, and no more.
 @id("granted")
 @risk("low")

@@ -37,6 +37,9 @@ const POLICY = `@id("services-write")
 @risk("low")
 @reason("services may write storage")
 permit (principal is Service, action == Action::"storage.write", resource);
+
+@id("tokens")
+permit (principal is Token, action, resource);
 `;
 
 Deno.test("PUT /v1/policy refuses a bad set naming the policy and line; the previous set stays active", async () => {
@@ -67,7 +70,7 @@ Deno.test("PUT /v1/policy changes decisions, persists across a restart, and rese
       equal((await check()).outcome, "DENY");
       const set = await t.request("/v1/policy", { method: "PUT", json: { policies: POLICY } });
       equal(set.status, 200);
-      eql((await set.json()).ids, ["services-write"]);
+      eql((await set.json()).ids, ["services-write", "tokens"]);
       const allowed = await check();
       eql([allowed.outcome, allowed.cached, allowed.policies], ["ALLOW", false, ["services-write"]]);
       await t.node.policy.log.flush();
@@ -76,7 +79,7 @@ Deno.test("PUT /v1/policy changes decisions, persists across a restart, and rese
     {
       await using t = await setup(dir);
       const shown = await (await t.request("/v1/policy")).json();
-      eql([shown.ids, shown.policies], [["services-write"], POLICY]);
+      eql([shown.ids, shown.policies], [["services-write", "tokens"], POLICY]);
       const reset = await t.request("/v1/policy/reset", { method: "POST" });
       equal(reset.status, 200);
       const ids = (await reset.json()).ids;

@@ -54,7 +54,13 @@ permit (principal, action in Action::"storage", resource) when { resource.kind =
 Deno.test("the default policies: admins do anything, others what they are granted, agents ask", () => {
   const engine = new PolicyEngine(DEFAULT_POLICIES);
   equal(engine.evaluate(r("token:t", "identity.export", "identity:me"), ADMIN).outcome, "ALLOW");
-  equal(engine.evaluate(r("token:t", "storage.write", "storage:k"), NONE).outcome, "DENY");
+  const token = engine.evaluate(r("token:t", "storage.write", "storage:k"), NONE);
+  eql([token.outcome, token.policies], ["ALLOW", ["token-all"]]);
+  const restricted: PrincipalFacts = { capabilities: ["role:restricted"], granted: false, roles: ["restricted"] };
+  equal(engine.evaluate(r("token:t", "storage.write", "storage:k"), restricted).outcome, "DENY");
+  const allowed = { ...restricted, capabilities: ["role:restricted", "storage.write"], granted: true };
+  eql(engine.evaluate(r("token:t", "storage.write", "storage:k"), allowed).policies, ["granted"]);
+  equal(engine.evaluate(r("service:s", "storage.write", "storage:k"), NONE).outcome, "DENY");
   equal(engine.evaluate(r("plugin:x", "peer.send"), GRANTED).outcome, "ALLOW");
   equal(engine.evaluate(r("plugin:x", "peer.send"), NONE).outcome, "DENY");
   const agent = engine.evaluate(r("agent:a", "peer.send"), NONE);

@@ -72,7 +72,7 @@ Deno.test("a request that fails the schema is refused and the gate carries on", 
   await using t = await tempGate();
   await rejects(t.gate.check({ principal: { type: "agent", id: "a" } }), RangeError);
   await rejects(t.gate.check(req("agent:a", "peer.send", "peer:x", { mood: "bad" })), /mood/);
-  equal((await t.gate.check(req("token:t", "peer.send"))).outcome, "DENY");
+  equal((await t.gate.check(req("service:t", "peer.send"))).outcome, "DENY");
 });
 
 Deno.test("setPolicies() refuses a bad set, keeps the active one, and saves a good one", async () => {
@@ -80,9 +80,9 @@ Deno.test("setPolicies() refuses a bad set, keeps the active one, and saves a go
   const identity = Identity.generate("t");
   const gate = await PolicyGate.open(temp.store, { signer: identity });
   await rejects(gate.setPolicies("permit (principal, action, resource"), SyntaxError);
-  equal((await gate.check(req("token:t", "peer.send"))).outcome, "DENY");
+  equal((await gate.check(req("service:t", "peer.send"))).outcome, "DENY");
   await gate.setPolicies(`@id("open") permit (principal, action == Action::"peer.send", resource);`);
-  const now = await gate.check(req("token:t", "peer.send"));
+  const now = await gate.check(req("service:t", "peer.send"));
   eql([now.outcome, now.cached, now.policies], ["ALLOW", false, ["open"]]);
   await gate.close();
   const reopened = await PolicyGate.open(await temp.reopen(), { signer: identity });
