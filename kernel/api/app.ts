@@ -20,7 +20,7 @@ import { bearerAuth, FailureLimiter, scopeGuard } from "./auth.ts";
 import type { ApiContext, ApiEnv } from "./context.ts";
 import { errorResponse, onError } from "./errors.ts";
 import { policyGate } from "./gate.ts";
-import { MCP_PATH, mcpHandler } from "./mcp.ts";
+import { MCP_PATH, MCP_ROUTE, mcpHandler } from "./mcp.ts";
 import { approvalRoutes } from "./routes/approvals.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -103,6 +103,7 @@ export function createApp(ctx: ApiContext, options: AppOptions = {}): ApiHandler
   policyRoutes(app, ctx);
   eventRoutes(app, ctx);
   app.all(MCP_PATH, mcpHandler(ctx));
+  app.openAPIRegistry.registerPath(MCP_ROUTE);
 
   // Generated from the route definitions once, on first request.
   let openapi: unknown;

@@ -12,7 +12,9 @@
  *   {@linkcode APPROVAL_HEADER}`: <id>`, and it runs once.
  *
  * Every decision goes into the signed decision log (folded when repeated), and
- * every approval spent is noted there as `approval.used`. Only the routes in
+ * every approval spent is noted there as `approval.used`. The local admin
+ * token may always show, replace and reset the policy set
+ * ({@linkcode OWNER_REPAIR_ROUTES}). Only the routes in
  * {@linkcode UNGATED_ROUTES} pass without a decision (`/v1/mcp` decides per
  * tool call); a matched route that has no mapping is refused, so a route added
  * without one fails closed (and `tests/kernel/api/gate_test.ts` names it).
@@ -46,6 +48,18 @@ export const UNGATED_ROUTES: ReadonlySet<string> = new Set([
   "GET /v1/openapi.json",
   // Every MCP tool call passes the gate as the agent principal (mcp.ts).
   `ALL ${MCP_PATH}`,
+]);
+
+/**
+ * Routes the local admin token (the owner's, in the data directory) may use
+ * whatever the policy set decides, so that a set shutting every token out can
+ * still be shown, replaced or reset (`nzcore policy show|set|reset`). The
+ * decision is still made and logged, and the override noted as `policy.override`.
+ */
+export const OWNER_REPAIR_ROUTES: ReadonlySet<string> = new Set([
+  "GET /v1/policy",
+  "PUT /v1/policy",
+  "POST /v1/policy/reset",
 ]);
 
 /** What the gate knows of a request when it names the resource. */
@@ -236,6 +250,15 @@ export function policyGate(ctx: ApiContext): MiddlewareHandler {
     }
     const decision = await gate.check(input);
     if (decision.outcome === "ALLOW") return next();
+    if (OWNER_REPAIR_ROUTES.has(`${method} ${pattern}`) && ctx.node.tokens.isMemoryOnly(token.id)) {
+      void gate.log.note("policy.override", {
+        principal: `token:${token.id}`,
+        action: input.action,
+        outcome: decision.outcome,
+        why: "the local admin token may always repair the policy set",
+      });
+      return next();
+    }
     const why = decision.reasons.join("; ") || "no policy permits it";
     if (decision.outcome === "DENY") {
       return errorResponse(

@@ -29,6 +29,7 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types";
 import type { Context } from "hono";
 import { z } from "zod";
+import { createRoute, z as zo } from "@hono/zod-openapi";
 import { utf8 } from "../bytes.ts";
 import { VERSION } from "../node/node.ts";
 import type { TokenInfo } from "../node/tokens.ts";
@@ -41,7 +42,7 @@ import {
   requestHash,
   type ResourceType,
 } from "../policy/request.ts";
-import type { ApiContext } from "./context.ts";
+import { type ApiContext, AUTH_RESPONSES } from "./context.ts";
 
 /** The path of the MCP endpoint. */
 export const MCP_PATH = "/v1/mcp";
@@ -54,6 +55,50 @@ export const MCP_TOOLS = [
   "nzcore_send",
   "nzcore_approvals",
 ] as const;
+
+const JsonRpcSchema = zo.object({
+  jsonrpc: zo.literal("2.0"),
+  id: zo.union([zo.string(), zo.number()]).optional().openapi({ description: "Absent in a notification" }),
+  method: zo.string().optional().openapi({ example: "tools/call", description: "In a request or notification" }),
+  params: zo.record(zo.string(), zo.unknown()).optional(),
+  result: zo.record(zo.string(), zo.unknown()).optional().openapi({ description: "In a response" }),
+  error: zo.object({ code: zo.number().int(), message: zo.string(), data: zo.unknown().optional() }).optional(),
+}).passthrough();
+
+/**
+ * The OpenAPI description of {@linkcode MCP_PATH}: bodies are JSON-RPC 2.0
+ * messages of the Model Context Protocol, described loosely (the MCP
+ * specification defines them).
+ */
+export const MCP_ROUTE = createRoute({
+  method: "post",
+  path: MCP_PATH,
+  tags: ["mcp"],
+  summary: "Model Context Protocol endpoint for AI agents (Streamable HTTP, stateless, JSON responses)",
+  description: "Send one JSON-RPC 2.0 message or a batch (`initialize`, `tools/list`, `tools/call`, ...) with " +
+    "`Accept: application/json, text/event-stream`; each request is answered on its own. The caller acts as the " +
+    'agent principal `{type: "agent", id: <token id>}` and every tool call passes the policy gate: a denied ' +
+    "call is a tool error (`isError: true`) naming the reasons, a call that needs approval returns the pending " +
+    "approval's ID and runs once when called again with `approval: <id>` after an operator approved. Tools: " +
+    `${MCP_TOOLS.join(", ")}. Agent-scoped tokens reach this route only.`,
+  security: [{ bearer: [] }],
+  request: {
+    body: {
+      required: true,
+      content: { "application/json": { schema: zo.union([JsonRpcSchema, zo.array(JsonRpcSchema)]) } },
+    },
+  },
+  responses: {
+    200: {
+      description: "The JSON-RPC response(s) to the request(s)",
+      content: { "application/json": { schema: zo.union([JsonRpcSchema, zo.array(JsonRpcSchema)]) } },
+    },
+    202: { description: "Accepted: the body held only notifications or responses" },
+    400: { description: "Not a valid JSON-RPC message" },
+    406: { description: "The Accept header lacks application/json or text/event-stream" },
+    ...AUTH_RESPONSES,
+  },
+});
 
 /** Approvals already spent on a call, so one approval runs one call (bounded: the oldest are forgotten). */
 const MAX_SPENT = 4096;

@@ -120,6 +120,14 @@ export class TokenStore {
     return { ...info, token };
   }
 
+  /** Whether token `id` lives in memory only (created with `persist: false`: the local admin token). */
+  isMemoryOnly(id: string): boolean {
+    for (const hash of this.#memoryOnly) {
+      if (this.#byHash.get(hash)?.id === id) return true;
+    }
+    return false;
+  }
+
   /** Every token, newest first, revoked and expired ones included. */
   list(): TokenInfo[] {
     return [...this.#byHash.values()].sort((a, b) => b.created - a.created);

@@ -42,7 +42,12 @@ Deno.test("grant, revoke, policy set, show and reset through the CLI", async () 
   eql(shown.ids, shown.defaults);
 
   const good = join(dir.path, "good.cedar");
-  await Deno.writeTextFile(good, `@id("services-write")\npermit (principal is Service, action, resource);\n`);
+  // The set keeps API tokens allowed: every admin route passes the gate as its token (/v1/policy/check included).
+  await Deno.writeTextFile(
+    good,
+    `@id("services-write")\npermit (principal is Service, action, resource);\n` +
+      `@id("tokens")\npermit (principal is Token, action, resource);\n`,
+  );
   const set = await run("policy", "set", good);
   equal(set.code, 0, set.stderr);
   match(set.stdout, /services-write/);

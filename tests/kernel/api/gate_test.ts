@@ -163,3 +163,21 @@ Deno.test("gate: REQUIRE_APPROVAL answers 202; the approved request runs once wi
   ok(types.includes("approval.requested") && types.includes("approval.decided") && types.includes("approval.used"));
   eql((await decisions(t.node, `token:${requester.id}`))[0], ["token.create", "token:deploy", "REQUIRE_APPROVAL"]);
 });
+
+Deno.test("gate: a set that shuts every token out can still be shown and reset by the local admin token", async () => {
+  await using t = await setup();
+  const stored = await t.node.tokens.create("stored");
+  const closed = `@id("services-only")\npermit (principal is Service, action, resource);\n`;
+  equal((await t.request("/v1/policy", { method: "PUT", json: { policies: closed } })).status, 200);
+  equal((await t.request("/v1/state")).status, 403);
+  // A stored token gets no override: only the in-memory local admin token does.
+  equal((await t.request("/v1/policy", { token: stored.token })).status, 403);
+  equal((await t.request("/v1/policy/reset", { method: "POST", token: stored.token })).status, 403);
+  eql((await (await t.request("/v1/policy")).json()).ids, ["services-only"]);
+  equal((await t.request("/v1/policy/reset", { method: "POST" })).status, 200);
+  equal((await t.request("/v1/state")).status, 200);
+  await t.node.policy.log.flush();
+  const overrides = (await Array.fromAsync(t.node.policy.log.read())).filter((e) => e.type === "policy.override");
+  const data = overrides.map((e) => e.data as { action: string; outcome: string });
+  eql(data.map((d) => [d.action, d.outcome]), [["storage.read", "DENY"], ["policy.update", "DENY"]]);
+});

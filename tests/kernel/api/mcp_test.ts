@@ -135,3 +135,15 @@ Deno.test("mcp: the endpoint needs a bearer token", async () => {
   const bad = await t.connect("nzt_" + "A".repeat(43)).catch((error) => error);
   match(String(bad), /401|token/i);
 });
+
+Deno.test("mcp: the OpenAPI document describes POST /v1/mcp (JSON-RPC bodies, the tools, bearer security)", async () => {
+  await using t = await setup();
+  const doc = await (await fetch(new URL("/v1/openapi.json", t.url))).json();
+  const post = doc.paths["/v1/mcp"]?.post;
+  ok(post, "no POST /v1/mcp in the document");
+  match(post.description, /JSON-RPC 2\.0/);
+  for (const tool of MCP_TOOLS) match(post.description, new RegExp(tool));
+  eql(post.security, [{ bearer: [] }]);
+  ok(post.requestBody.content["application/json"].schema);
+  ok(post.responses["200"] && post.responses["401"]);
+});
