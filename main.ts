@@ -7,6 +7,7 @@
  */
 
 import { base64 } from "@scure/base";
+import { resolve } from "node:path";
 import { Command, CommanderError, Option } from "commander";
 import { NodeClient, NoNodeError } from "./kernel/cli/client.ts";
 import { startDaemon } from "./kernel/daemon.ts";
@@ -679,7 +680,125 @@ export function buildProgram(): Command {
       });
     });
 
+  pluginCommands(program);
+
   return program;
+}
+
+interface PluginView {
+  name: string;
+  version: string;
+  status: string;
+  reason?: string;
+  enabled: boolean;
+  granted: { permissions: string[]; host: string[] };
+  signer: string | null;
+}
+
+function formatPlugin(p: PluginView): string {
+  const granted = [...p.granted.permissions, ...p.granted.host].join(",") || "nothing";
+  const why = p.reason ? ` (${p.reason})` : "";
+  return `${p.name.padEnd(16)} ${p.version.padEnd(8)} ${p.status}${why}  granted: ${granted}` +
+    (p.signer ? `  signed by ${p.signer}` : "");
+}
+
+/** `nzcore plugins ...` and `nzcore plugin NAME ARGS...` (NZ-PLUGIN-01). */
+function pluginCommands(program: Command): void {
+  const plugins = program.command("plugins").description("install and manage plugins");
+  plugins.command("list")
+    .description("list installed plugins with their state and grants")
+    .option("--json", "print JSON")
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const list = await client.request<PluginView[]>("GET", "/v1/plugins");
+        print(list, !!opts.json, () => list.map(formatPlugin).join("\n") || "no plugins");
+      });
+    });
+  plugins.command("install <path>")
+    .description("install a plugin folder or a signed .nzp bundle (disabled until enabled)")
+    .option("--grant <caps>", "grant these of what the manifest requests (comma-separated)")
+    .option("--grant-all", "grant everything the manifest requests")
+    .option("--enable", "enable it right away")
+    .option("--json", "print JSON")
+    .action(
+      async (path: string, opts: { grant?: string; grantAll?: boolean; enable?: boolean; json?: boolean }, command) => {
+        if (opts.grant !== undefined && opts.grantAll) throw new RangeError("Use --grant or --grant-all, not both");
+        const grant = opts.grantAll ? "all" : (opts.grant ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+        await withClient(command, async (client) => {
+          let p = await client.request<PluginView>("POST", "/v1/plugins", { path: resolve(path), grant });
+          if (opts.enable) p = await client.request<PluginView>("POST", `/v1/plugins/${p.name}/enable`);
+          print(p, !!opts.json, () => `Installed ${formatPlugin(p)}`);
+        });
+      },
+    );
+  for (
+    const [verb, description] of [
+      ["enable", "enable a plugin and start it"],
+      ["disable", "stop a plugin and keep it stopped"],
+      ["reload", "hot reload: stop, read the files again, start"],
+    ] as const
+  ) {
+    const sub = plugins.command(`${verb} <name>`).description(description).option("--json", "print JSON");
+    if (verb === "enable") sub.option("--watch", "reload the plugin when its files change");
+    sub.action(async (name: string, opts: { json?: boolean; watch?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const query = opts.watch ? "?watch=true" : "";
+        const p = await client.request<PluginView>("POST", `/v1/plugins/${encodeURIComponent(name)}/${verb}${query}`);
+        print(p, !!opts.json, () => formatPlugin(p));
+      });
+    });
+  }
+  plugins.command("uninstall <name>")
+    .description("stop a plugin and delete its files, storage and grants")
+    .action(async (name: string, _opts: unknown, command: Command) => {
+      await withClient(command, async (client) => {
+        await client.request("DELETE", `/v1/plugins/${encodeURIComponent(name)}`);
+        console.log(`Uninstalled ${name}`);
+      });
+    });
+  plugins.command("trust [did]")
+    .description("trust plugin bundles signed by a DID (without one: list the trusted signers)")
+    .option("--json", "print JSON")
+    .action(async (did: string | undefined, opts: { json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        if (did !== undefined) {
+          await client.request("POST", "/v1/plugins/trust", { did });
+          console.log(`Trusted ${did}`);
+          return;
+        }
+        const t = await client.request<{ identities: string[]; trusted: string[] }>("GET", "/v1/plugins/trust");
+        print(t, !!opts.json, () => [...t.identities.map((d) => `${d}  (this node)`), ...t.trusted].join("\n"));
+      });
+    });
+  plugins.command("pack <dir>")
+    .description("pack a plugin folder into a bundle signed by the node's active identity")
+    .requiredOption("--out <file>", "the .nzp file to write")
+    .action(async (dir: string, opts: { out: string }, command: Command) => {
+      await withClient(command, async (client) => {
+        const r = await client.request<{ path: string; bytes: number; signer: string }>("POST", "/v1/plugins/pack", {
+          dir: resolve(dir),
+          out: resolve(opts.out),
+        });
+        console.log(`Wrote ${r.path} (${r.bytes} bytes), signed by ${r.signer}`);
+      });
+    });
+  program.command("plugin <name> [args...]")
+    .description("run a plugin's command: nzcore plugin NAME ARGS...")
+    .allowUnknownOption()
+    .helpOption(false)
+    .action(async (name: string, args: string[], _opts: unknown, command: Command) => {
+      await withClient(command, async (client) => {
+        const out = await client.request<{ stdout: string; stderr: string; code: number }>(
+          "POST",
+          `/v1/plugins/${encodeURIComponent(name)}/cli`,
+          { args },
+        );
+        const enc = new TextEncoder();
+        if (out.stdout) await Deno.stdout.write(enc.encode(out.stdout));
+        if (out.stderr) await Deno.stderr.write(enc.encode(out.stderr));
+        Deno.exitCode = out.code;
+      });
+    });
 }
 
 if (import.meta.main) {

@@ -23,6 +23,7 @@ import { queryPermissions } from "./node/permissions.ts";
 import { writeFileAtomic } from "./storage/master_key.ts";
 import { loadServiceManifests } from "./runtime/loader.ts";
 import { parseManifest } from "./runtime/manifest.ts";
+import { PluginManager } from "./runtime/plugins.ts";
 import { Supervisor } from "./runtime/supervisor.ts";
 import { workerService } from "./runtime/worker_service.ts";
 
@@ -51,6 +52,8 @@ export interface Daemon {
   adminTokenPath: string;
   /** The supervisor of the node's services. */
   services: Supervisor;
+  /** The node's plugins (NZ-PLUGIN-01). */
+  plugins: PluginManager;
   /** Resolves when the daemon has stopped. */
   finished: Promise<void>;
   /** Stops the API and closes the node; calling it again returns the same promise. */
@@ -86,9 +89,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const services = new Supervisor({ publish: (type, data) => void node.bus.publish(type, data) });
   const builtin = (name: string) =>
     parseManifest({ name, version: VERSION, entry: `builtin:${name}`, restart: { policy: "never" } });
+  let plugins: PluginManager | undefined;
   try {
+    plugins = await PluginManager.open(node, { start: false });
     const { all: permissions } = await queryPermissions();
-    const app = createApp({ node, listeners, permissions, services });
+    const app = createApp({ node, listeners, permissions, services, plugins });
     services.register(builtin("transports"), {
       async start() {
         await node.peers.listen(options.listen ?? []);
@@ -137,6 +142,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     );
   } catch (error) {
     removeSignals();
+    plugins?.close();
     await services.stopAll().catch(() => {});
     await Deno.remove(adminTokenPath).catch(() => {});
     await node.close().catch(() => {});
@@ -145,12 +151,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   node.peers.reconnectKnown();
   await services.start("checkpoint");
   await startExternalServices(services, join(node.dataDir, "services"));
+  const pluginManager = plugins;
+  await pluginManager.startEnabled();
   let resolveFinished!: () => void;
   const finished = new Promise<void>((resolve) => (resolveFinished = resolve));
   let stopping: Promise<void> | undefined;
   stop = () => {
     stopping ??= (async () => {
       removeSignals();
+      pluginManager.close();
       node.bus.close();
       await services.stopAll();
       await Deno.remove(adminTokenPath).catch(() => {});
@@ -161,7 +170,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     return stopping;
   };
   if (stopRequested) void stop();
-  return { node, api: { ...listeners }, adminTokenPath, services, finished, stop: () => stop() };
+  return {
+    node,
+    api: { ...listeners },
+    adminTokenPath,
+    services,
+    plugins: pluginManager,
+    finished,
+    stop: () => stop(),
+  };
 }
 
 /** Registers and starts the services of the manifests in `dir`; whatever is wrong is logged, and the node carries on. */

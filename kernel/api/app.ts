@@ -28,6 +28,7 @@ import { identityRoutes } from "./routes/identities.ts";
 import { stateRoutes } from "./routes/state.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
 import { peerRoutes } from "./routes/peers.ts";
+import { pluginRoutes } from "./routes/plugins.ts";
 import { policyRoutes } from "./routes/policy.ts";
 import { serviceRoutes } from "./routes/services.ts";
 
@@ -102,6 +103,7 @@ export function createApp(ctx: ApiContext, options: AppOptions = {}): ApiHandler
   approvalRoutes(app, ctx);
   policyRoutes(app, ctx);
   eventRoutes(app, ctx);
+  pluginRoutes(app, ctx);
   app.all(MCP_PATH, mcpHandler(ctx));
   app.openAPIRegistry.registerPath(MCP_ROUTE);
 

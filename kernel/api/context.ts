@@ -7,6 +7,7 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Node } from "../node/node.ts";
 import type { PermissionReport } from "../node/permissions.ts";
+import type { PluginManager } from "../runtime/plugins.ts";
 import type { Supervisor } from "../runtime/supervisor.ts";
 
 /** Facts the routes read beyond the node itself. */
@@ -19,6 +20,8 @@ export interface ApiContext {
   permissions: PermissionReport;
   /** The services supervisor, when the node runs one (the daemon does). */
   services?: Supervisor;
+  /** The plugin manager, when the node runs one (the daemon does). */
+  plugins?: PluginManager;
 }
 
 /** The Hono environment of the API app. */

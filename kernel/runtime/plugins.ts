@@ -151,15 +151,21 @@ export class PluginManager {
       manager.#records.set(entry.value.name, entry.value);
       manager.#listen(entry.value.name);
     }
-    if (options.start !== false) {
-      for (const record of manager.#records.values()) {
-        if (!record.enabled) continue;
-        await manager.#start(record).catch((error) => {
-          console.error(`nzcore: plugin "${record.name}" did not start: ${(error as Error).message}`);
-        });
-      }
-    }
+    if (options.start !== false) await manager.startEnabled();
     return manager;
+  }
+
+  /** Starts every enabled plugin; one that fails is logged (and shown as `failed`), and the others start. */
+  async startEnabled(): Promise<void> {
+    for (const record of this.#records.values()) {
+      if (!record.enabled) continue;
+      await this.#serial(record.name, async () => {
+        await this.#start(record);
+        if (record.watch) this.#watch(record.name);
+      }).catch((error) => {
+        console.error(`nzcore: plugin "${record.name}" did not start: ${(error as Error).message}`);
+      });
+    }
   }
 
   /** The DIDs whose bundles are installed: the node's own identities and those the owner trusts. */
