@@ -41,7 +41,17 @@ export interface MatrixCell {
   delivered: boolean;
   /** Why hole punching failed (relayed cells), or why everything failed. */
   error?: string;
+  /** The NAT types A and B reported in their `state` (RFC 5780 discovery against the lab's coturn). */
+  reported: { a: string; b: string };
 }
+
+/** The NAT type a node behind each lab mode should report. */
+export const NAT_TYPE_OF: Readonly<Record<NatMode, string>> = {
+  fc: "full-cone",
+  rc: "restricted-cone",
+  prc: "port-restricted-cone",
+  sym: "symmetric",
+};
 
 /** What a direct path needs: both mappings endpoint-independent, or one side symmetric facing a filter that lets
  * the other's IP through (RFC 4787; the rigs' table). */
@@ -52,7 +62,8 @@ export function directExpected(a: NatMode, b: NatMode): boolean {
   return true;
 }
 
-interface LabNode {
+/** A node process running in a lab host. */
+export interface LabNode {
   host: LabHost;
   dataDir: string;
   child: Deno.ChildProcess;
@@ -61,7 +72,8 @@ interface LabNode {
   output: () => string;
 }
 
-async function startNode(lab: NatLab, host: LabHost, dataDir: string, args: string[]): Promise<LabNode> {
+/** Starts `main.ts start --no-api ARGS` in `host` with the node's permission profile; waits for "ready". */
+export async function startNode(lab: NatLab, host: LabHost, dataDir: string, args: string[]): Promise<LabNode> {
   const child = lab.spawn(host, [
     Deno.execPath(),
     ...PROFILE,
@@ -90,7 +102,8 @@ async function startNode(lab: NatLab, host: LabHost, dataDir: string, args: stri
   return { host, dataDir, child, did, nodeId, output: () => text };
 }
 
-async function stopNode(node: LabNode): Promise<void> {
+/** SIGTERM, then SIGKILL after 5 s. */
+export async function stopNode(node: LabNode): Promise<void> {
   try {
     node.child.kill("SIGTERM");
   } catch { /* gone */ }
@@ -104,7 +117,7 @@ async function stopNode(node: LabNode): Promise<void> {
 }
 
 /** Runs the CLI against a node's Unix socket (the socket is a file: the CLI need not run inside the lab). */
-async function cli(node: LabNode, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function cli(node: LabNode, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [...PROFILE, join(ROOT, "main.ts"), "--data-dir", node.dataDir, ...args],
     cwd: ROOT,
@@ -116,14 +129,15 @@ async function cli(node: LabNode, args: string[]): Promise<{ code: number; stdou
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-async function cliJson<T>(node: LabNode, args: string[]): Promise<T> {
+/** Runs the CLI with `--json` and parses its output; throws with its error text when it fails. */
+export async function cliJson<T>(node: LabNode, args: string[]): Promise<T> {
   const out = await cli(node, [...args, "--json"]);
   if (out.code !== 0) throw new Error(`${args.join(" ")} on ${node.host}: ${out.stderr.trim() || out.stdout.trim()}`);
   return JSON.parse(out.stdout) as T;
 }
 
 /** Follows B's `peer.message` events until `text` shows up (true) or 10 s pass (false). */
-function watchEvents(node: LabNode, text: string): { ready: Promise<void>; seen: Promise<boolean> } {
+export function watchEvents(node: LabNode, text: string): { ready: Promise<void>; seen: Promise<boolean> } {
   const child = new Deno.Command(Deno.execPath(), {
     args: [...PROFILE, join(ROOT, "main.ts"), "--data-dir", node.dataDir, "events", "--json", "--types", "peer."],
     cwd: ROOT,
@@ -151,6 +165,19 @@ function watchEvents(node: LabNode, text: string): { ready: Promise<void>; seen:
     }
   })();
   return { ready, seen };
+}
+
+/** The NAT type a node reports, once its first reachability check is done (at most 15 s). */
+async function reportedNatType(node: LabNode): Promise<string> {
+  type State = { reachability: { natType: string; checkedAt: number | null } };
+  for (let i = 0; i < 60; i++) {
+    const state = await cliJson<State>(node, ["state"]);
+    if (state.reachability.checkedAt !== null && state.reachability.natType !== "unknown") {
+      return state.reachability.natType;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return "unknown";
 }
 
 function median(values: number[]): number {
@@ -201,7 +228,15 @@ export async function runMatrix(lab: NatLab, options: MatrixOptions = {}): Promi
         startNode(lab, "hostA", join(work, `a${round}`), [...listen, ...stun]),
         startNode(lab, "hostB", join(work, `b${round}`), [...listen, ...stun]),
       ]);
-      const cell: MatrixCell = { natA, natB, path: "failed", medianMs: null, runsMs: [], delivered: false };
+      const cell: MatrixCell = {
+        natA,
+        natB,
+        path: "failed",
+        medianMs: null,
+        runsMs: [],
+        delivered: false,
+        reported: { a: "unknown", b: "unknown" },
+      };
       try {
         for (const node of [a, b]) await cliJson(node, ["connect", `udp://${LAB.pub}:${PORT}`, "--once"]);
         for (let run = 0; run < repeats; run++) {
@@ -229,6 +264,7 @@ export async function runMatrix(lab: NatLab, options: MatrixOptions = {}): Promi
         await heard.ready;
         const sent = await cli(a, ["send", b.nodeId, text]);
         cell.delivered = sent.code === 0 && await heard.seen;
+        cell.reported = { a: await reportedNatType(a), b: await reportedNatType(b) };
       } catch (error) {
         cell.path = "failed";
         cell.error = (error as Error).message;
@@ -292,7 +328,14 @@ export async function main(args: string[]): Promise<number> {
     } s)`,
   );
   console.log(JSON.stringify({
-    matrix: cells.map(({ natA, natB, path, medianMs, runsMs }) => ({ natA, natB, path, medianMs, runsMs })),
+    matrix: cells.map(({ natA, natB, path, medianMs, runsMs, reported }) => ({
+      natA,
+      natB,
+      path,
+      medianMs,
+      runsMs,
+      reported,
+    })),
   }));
   return ok ? 0 : 1;
 }

@@ -2,12 +2,13 @@
  * The NAT traversal matrix (scripts/nat_matrix.ts) as a test: real node
  * processes behind real NATs in the lab, for every pair of NAT types. Every
  * pair must end with a working encrypted path that carried a message, direct
- * wherever the two NATs allow one (and relayed only where they do not).
+ * wherever the two NATs allow one (and relayed only where they do not), and
+ * each node must report its own NAT's type in its state.
  */
 
 import { equal, ok } from "node:assert/strict";
 import { labUnavailable, NatLab } from "../../scripts/nat_lab.ts";
-import { allPairs, directExpected, formatMatrix, runMatrix } from "../../scripts/nat_matrix.ts";
+import { allPairs, directExpected, formatMatrix, NAT_TYPE_OF, runMatrix } from "../../scripts/nat_matrix.ts";
 
 const reason = await labUnavailable({ upnp: false });
 if (reason) console.log(`nat matrix: skipped: ${reason}`);
@@ -28,6 +29,9 @@ Deno.test({
       equal(cell.path, directExpected(cell.natA, cell.natB) ? "direct" : "relayed", name);
       ok(cell.delivered, `${name}: the message did not arrive`);
       if (cell.path === "direct") ok(cell.medianMs! < 1_000, `${name}: ${cell.medianMs} ms to a direct path`);
+      // Each node found its own NAT's type (RFC 5780 against coturn) and shows it in its state.
+      equal(cell.reported.a, NAT_TYPE_OF[cell.natA], `${name}: A reported ${cell.reported.a}`);
+      equal(cell.reported.b, NAT_TYPE_OF[cell.natB], `${name}: B reported ${cell.reported.b}`);
     }
   },
 });
