@@ -43,8 +43,9 @@ export const EXIT_NO_DENORT = 2;
 /**
  * The `deno run` flags of the node's permission profile, exactly as the
  * `start` task passes them; `deno compile` bakes the same ones in. The
- * `kv` unstable feature comes from deno.json's `"unstable"`, which both
- * `deno run` and `deno compile` read, so it needs no flag here.
+ * unstable features (`kv`, `net` for `Deno.listenDatagram`, `worker-options`)
+ * come from deno.json's `"unstable"`, which both `deno run` and
+ * `deno compile` read, so they need no flag here.
  *
  * @returns a fresh array of flags.
  */
