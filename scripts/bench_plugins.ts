@@ -25,7 +25,7 @@ const FIXTURE = fileURLToPath(new URL("../tests/fixtures/plugins/bench", import.
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 
 const dataDir = await Deno.makeTempDir({ prefix: "nzcore-bench-plugins-" });
-const node = await Node.open({ dataDir, scrypt: { N: 1024, r: 8, p: 1 } });
+const node = await Node.open({ dataDir });
 const manager = await PluginManager.open(node);
 const results: Record<string, { p50: number; p99: number }> = {};
 try {
