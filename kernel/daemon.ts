@@ -87,8 +87,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const listeners = { tcp: null as string | null, socket: null as string | null };
   const adminTokenPath = join(node.dataDir, FILES.adminToken);
   const services = new Supervisor({ publish: (type, data) => void node.bus.publish(type, data) });
+  // The node's own parts are services too, each with a health check the supervisor runs every 30 s (a failing part is
+  // shown as unhealthy on /v1/services and the event bus; it is not restarted: the node owns its state).
   const builtin = (name: string) =>
-    parseManifest({ name, version: VERSION, entry: `builtin:${name}`, restart: { policy: "never" } });
+    parseManifest({
+      name,
+      version: VERSION,
+      entry: `builtin:${name}`,
+      restart: { policy: "never" },
+      health: { intervalMs: 30_000, timeoutMs: 5_000, failureThreshold: 2 },
+    });
   let plugins: PluginManager | undefined;
   try {
     plugins = await PluginManager.open(node, { start: false });
@@ -101,6 +109,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         node.traversal.start();
       },
       stop: () => node.peers.unlisten(),
+      // Every listen address is still bound, and the UDP socket (sessions, STUN, punching) is open.
+      health() {
+        const udp = node.peers.udpSocket;
+        if (udp?.closed) throw new Error("the UDP socket is closed");
+        const bound = node.peers.listening.length;
+        const wanted = options.listen?.length ?? 0;
+        if (bound < wanted) throw new Error(`${bound} of ${wanted} listen addresses are bound`);
+      },
     });
     let servers: ApiServers | undefined;
     services.register(builtin(API_SERVICE), {
@@ -121,15 +137,32 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         ]);
         clearTimeout(grace);
       },
+      // The API answers its own health route over TCP (the Unix socket is served by the same handler).
+      async health({ signal }) {
+        if (!listeners.tcp) return listeners.socket !== null;
+        const response = await fetch(`http://${listeners.tcp}/v1/health`, { signal });
+        await response.body?.cancel();
+        if (!response.ok) throw new Error(`GET /v1/health answered ${response.status}`);
+      },
     });
     let timer: ReturnType<typeof setInterval> | undefined;
+    let checkpointError: string | undefined;
     services.register(builtin("checkpoint"), {
       start() {
         timer = setInterval(() => {
-          node.log.checkpoint().catch((error) => console.error("nzcore: cannot checkpoint the event log:", error));
+          node.log.checkpoint().then(
+            () => (checkpointError = undefined),
+            (error) => {
+              checkpointError = (error as Error).message;
+              console.error("nzcore: cannot checkpoint the event log:", error);
+            },
+          );
         }, options.checkpointMs ?? 5 * 60_000);
       },
       stop: () => clearInterval(timer),
+      health() {
+        if (checkpointError) throw new Error(`the last checkpoint failed: ${checkpointError}`);
+      },
     });
     await services.start("transports");
     const admin = await node.tokens.create("local-admin", { persist: false });

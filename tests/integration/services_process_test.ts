@@ -174,3 +174,25 @@ Deno.test("services from the data directory run in dependency order; a crashing 
   equal(status.code, 0, node.output());
   match(node.output(), /stopped/);
 });
+
+Deno.test("the node's own parts are services with health checks that pass while they work", async () => {
+  await using dir = await tempDataDir();
+  await using node = await startNode(dir.path, {
+    args: ["--api", "127.0.0.1:0", "--listen", "tcp://127.0.0.1:0", "--listen", "udp://127.0.0.1:0"],
+  });
+  // The first check runs right after each start.
+  let builtins: ServiceView[] = [];
+  for (let i = 0; i < 50; i++) {
+    const list = await (await node.api("/v1/services")).json() as ServiceView[];
+    builtins = list.filter((s) => ["transports", "api", "checkpoint"].includes(s.name));
+    if (builtins.length === 3 && builtins.every((s) => s.health.status !== "unknown")) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  equal(builtins.length, 3);
+  for (const s of builtins) {
+    equal(s.state, "running", s.name);
+    equal(s.health.status, "passing", `${s.name}: ${JSON.stringify(s)}`);
+  }
+  const human = await cli(["--data-dir", dir.path, "services", "list"]);
+  match(human.stdout, /^transports +running .*health passing/m);
+});
