@@ -75,6 +75,8 @@ export interface PluginHostOptions {
   manifest: PluginManifest;
   /** The folder holding the plugin's files. */
   codeDir: string;
+  /** The plugin's data folder (its `read:`/`write:` paths are inside). */
+  dataDir: string;
   /** The Worker's permissions (manifest ∩ grant ∩ node). */
   permissions: Deno.PermissionOptionsObject;
   /** The host capabilities granted. */
@@ -94,11 +96,11 @@ interface Waiter {
 const SDK_URL = new URL("./plugin_sdk.ts", import.meta.url).href;
 
 /** The source of the Worker's bootstrap module: the SDK, then the plugin's entry. */
-function bootstrapUrl(entry: string, name: string): string {
+function bootstrapUrl(entry: string, name: string, dataDir: string): string {
   const source = `import { runPlugin } from ${JSON.stringify(SDK_URL)};\n` +
     `import * as plugin from ${JSON.stringify(entry)};\n` +
     `if (typeof plugin.default !== "function") throw new TypeError("The plugin's entry has no default export function");\n` +
-    `runPlugin(plugin.default, ${JSON.stringify(name)});\n`;
+    `runPlugin(plugin.default, ${JSON.stringify(name)}, ${JSON.stringify(dataDir)});\n`;
   return `data:application/javascript;base64,${btoa(source)}`;
 }
 
@@ -150,7 +152,7 @@ export class PluginHost {
     const { manifest, codeDir, generation } = this.#options;
     const entry = pathToFileURL(`${codeDir}/${manifest.entry}`);
     entry.search = `v=${generation}`;
-    const worker = new Worker(bootstrapUrl(entry.href, manifest.name), {
+    const worker = new Worker(bootstrapUrl(entry.href, manifest.name, this.#options.dataDir), {
       type: "module",
       name: `plugin:${manifest.name}`,
       deno: { permissions: this.#options.permissions },

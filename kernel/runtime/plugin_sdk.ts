@@ -74,6 +74,8 @@ export interface PluginEvent {
 export interface PluginApi {
   /** The plugin's name. */
   readonly name: string;
+  /** The absolute path of the plugin's data folder, where its `read:PATH` and `write:PATH` permissions point. */
+  readonly dataDir: string;
   /** The plugin's own encrypted storage namespace (host capability `storage`). */
   readonly storage: {
     get<T = unknown>(key: string): Promise<T | undefined>;
@@ -134,7 +136,12 @@ function isNotCapable(error: unknown): boolean {
  * scope): answers pings, serves the host's calls, reports NotCapable errors,
  * then runs `main` and posts `ready`. Called by the node's bootstrap.
  */
-export function runPlugin(main: PluginMain, name: string, port: Port = globalThis as unknown as Port): void {
+export function runPlugin(
+  main: PluginMain,
+  name: string,
+  dataDir: string,
+  port: Port = globalThis as unknown as Port,
+): void {
   const post = port.postMessage.bind(port);
   // Captured before the plugin runs: the plugin cannot replace what the host's pings read.
   const memoryUsage = (globalThis as { Deno?: { memoryUsage?: () => { heapUsed: number } } }).Deno?.memoryUsage;
@@ -212,6 +219,7 @@ export function runPlugin(main: PluginMain, name: string, port: Port = globalThi
 
   const api: PluginApi = {
     name,
+    dataDir,
     storage: {
       get: (key) => call("storage.get", { key }) as Promise<never>,
       set: (key, value) => call("storage.set", { key, value }).then(() => {}),

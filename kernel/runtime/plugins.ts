@@ -382,6 +382,7 @@ export class PluginManager {
         node: this.#node,
         manifest,
         codeDir: this.#codeDir(name),
+        dataDir: this.#dataDir(name),
         permissions: this.#permissions(record, manifest),
         host: manifest.host.filter((h) => record.granted.host.includes(h)),
         generation: ++this.#generation,

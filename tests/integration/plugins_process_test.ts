@@ -73,7 +73,7 @@ Deno.test("a plugin answers HTTP and CLI, keeps its storage across a reload and 
     equal((await status(node, "hello"))?.status, "running");
 
     // Hot reload picks up a changed file.
-    await Deno.writeTextFile(join(src, "greeting.ts"), 'export const GREETING = "howdy";\n');
+    await Deno.writeTextFile(join(src, "greeting.js"), 'export const GREETING = "howdy";\n');
     equal((await plugins(dir.path, "reload", "hello")).code, 0);
     equal((await plugin(dir.path, "hello", "greet", "again")).stdout, "howdy again\n");
 
@@ -117,7 +117,7 @@ Deno.test("the plugins of two nodes exchange a message over their session", asyn
   });
 });
 
-Deno.test("a looping plugin is terminated while the node serves on; malformed, unsigned and wrongly signed plugins are refused", async () => {
+Deno.test("looping and allocating plugins are terminated while the node serves on; malformed, unsigned and wrongly signed plugins are refused", async () => {
   await using dir = await tempDataDir();
   await using node = await startNode(dir.path, { args: ["--api", "127.0.0.1:0"] });
   equal((await plugins(dir.path, "install", join(FIXTURES, "spinner"), "--grant-all", "--enable")).code, 0);
@@ -126,6 +126,13 @@ Deno.test("a looping plugin is terminated while the node serves on; malformed, u
   match(spun.stderr, /did not answer in 1000 ms/);
   await waitFor("the spinner terminated", async () => (await status(node, "spinner"))?.status === "failed");
   match((await status(node, "spinner"))!.reason!, /stopped answering/);
+  equal((await node.api("/v1/health")).status, 200);
+
+  // A plugin allocating without end is stopped at its heap limit.
+  equal((await plugins(dir.path, "install", join(FIXTURES, "hog"), "--grant-all", "--enable")).code, 0);
+  equal((await plugin(dir.path, "hog", "grow")).stdout, "growing\n");
+  await waitFor("the hog terminated", async () => (await status(node, "hog"))?.status === "failed");
+  match((await status(node, "hog"))!.reason!, /heap of \d+ MiB passed its limit of 32 MiB/);
   equal((await node.api("/v1/health")).status, 200);
 
   const malformed = await plugins(dir.path, "install", join(FIXTURES, "broken"));

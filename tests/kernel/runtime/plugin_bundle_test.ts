@@ -16,8 +16,8 @@ Deno.test("openBundle() opens what packBundle() packed, byte for byte", async ()
   const opened = openBundle(bundle, trusted);
   equal(opened.signer, owner.did);
   equal(opened.manifest.name, "hello");
-  eql([...opened.files.keys()].sort(), ["greeting.ts", "main.ts"]);
-  eql(opened.files.get("main.ts"), await Deno.readFile(join(FIXTURE, "main.ts")));
+  eql([...opened.files.keys()].sort(), ["greeting.js", "main.js"]);
+  eql(opened.files.get("main.js"), await Deno.readFile(join(FIXTURE, "main.js")));
 });
 
 Deno.test("openBundle() refuses a tampered body", async () => {
