@@ -184,6 +184,26 @@ export {
   type SandboxOptions,
   type SandboxResult,
 } from "./runtime/wasm_sandbox.ts";
+export {
+  type Actor,
+  type InstallOptions,
+  type PluginGrant,
+  type PluginHttpCall,
+  type PluginInfo,
+  PluginManager,
+  type PluginManagerNode,
+  type PluginManagerOptions,
+  type PluginRecord,
+} from "./runtime/plugins.ts";
+export { PluginCallError, PluginHost, type PluginHostOptions, type PluginNode } from "./runtime/plugin_host.ts";
+export {
+  HOST_CAPABILITIES,
+  type HostCapability,
+  parsePluginManifest,
+  type PluginLimits,
+  type PluginManifest,
+} from "./runtime/plugin_manifest.ts";
+export { type BundleSigner, openBundle, type OpenedBundle, packBundle } from "./runtime/plugin_bundle.ts";
 export { type ApiHandler, type AppOptions, createApp } from "./api/app.ts";
 export type { ApiContext, ApiEnv } from "./api/context.ts";
 export { type AuthLimits, FailureLimiter } from "./api/auth.ts";

@@ -90,10 +90,15 @@ export interface InstallOptions {
 
 /** An HTTP request to a plugin. */
 export interface PluginHttpCall {
+  /** The HTTP method. */
   method: string;
+  /** The path below `/v1/plugins/{name}/http`, starting with `/`. */
   path: string;
+  /** The query parameters. */
   query: Record<string, string>;
+  /** The request headers (without the caller's authorization and cookies). */
   headers: Record<string, string>;
+  /** The request body. */
   body: Uint8Array;
 }
 
