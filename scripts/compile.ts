@@ -53,9 +53,16 @@ export function profileFlags(): string[] {
   return ["-P=nzcore", "--no-prompt"];
 }
 
+/**
+ * Modules that only Workers load (by URL, outside `main.ts`'s static import graph): the binary must carry them. The
+ * plugin SDK is the Worker side of every plugin (NZ-PLUGIN-01).
+ */
+export const WORKER_MODULES: readonly string[] = ["kernel/runtime/plugin_sdk.ts"];
+
 /** The `deno compile` arguments for one target, writing to `output`. */
 export function compileArgs(target: Target, output: string): string[] {
-  return ["compile", ...profileFlags(), "--target", target, "--output", output, "main.ts"];
+  const include = WORKER_MODULES.flatMap((path) => ["--include", path]);
+  return ["compile", ...profileFlags(), ...include, "--target", target, "--output", output, "main.ts"];
 }
 
 /** The output path of one target's binary. */

@@ -1,5 +1,12 @@
 import { deepStrictEqual as eql, ok } from "node:assert";
-import { compileArgs, elfTarget, EXIT_NO_DENORT, profileFlags, reachable } from "../../scripts/compile.ts";
+import {
+  compileArgs,
+  elfTarget,
+  EXIT_NO_DENORT,
+  profileFlags,
+  reachable,
+  WORKER_MODULES,
+} from "../../scripts/compile.ts";
 import { PROJECT_ROOT } from "../../scripts/_bench_lib.ts";
 
 /** Runs scripts/compile.ts with `args` and an environment without DENORT_BIN plus `env`. */
@@ -74,10 +81,12 @@ Deno.test("compile.ts rejects an unknown target with exit 1", async () => {
   ok(r.stderr.includes("Invalid --target"), r.stderr);
 });
 
-Deno.test("compileArgs() bakes in exactly profileFlags() for the target", () => {
+Deno.test("compileArgs() bakes in exactly profileFlags() for the target, and includes the Worker-only modules", () => {
   eql(compileArgs("aarch64-unknown-linux-gnu", "dist/x"), [
     "compile",
     ...profileFlags(),
+    "--include",
+    "kernel/runtime/plugin_sdk.ts",
     "--target",
     "aarch64-unknown-linux-gnu",
     "--output",
@@ -107,4 +116,11 @@ Deno.test("elfTarget() rejects bytes that are not an ELF header", () => {
     error = e;
   }
   ok(error instanceof TypeError);
+});
+
+Deno.test("every Worker-only module the binary includes exists", async () => {
+  for (const path of WORKER_MODULES) {
+    const info = await Deno.stat(new URL(`../../${path}`, import.meta.url));
+    ok(info.isFile, path);
+  }
 });
