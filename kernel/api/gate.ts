@@ -27,10 +27,12 @@ import { routePath } from "hono/route";
 import { toHex, utf8 } from "../bytes.ts";
 import { sha256 } from "../crypto/mod.ts";
 import type { TokenInfo } from "../node/tokens.ts";
+import type { Decision } from "../policy/gate.ts";
 import {
   type ActionName,
   parsePolicyRequest,
   type PolicyContext,
+  type PolicyRequest,
   type PolicyRequestInput,
   requestHash,
   type ResourceType,
@@ -217,6 +219,8 @@ export function policyGate(ctx: ApiContext): MiddlewareHandler {
   const opened = new Map<string, string>();
   /** Approval IDs already spent on a request. */
   const spent = new Map<string, true>();
+  /** Requests allowed lately, with their decisions (valid while the decision's generation is the cache's). */
+  const allowed = new Map<string, { request: PolicyRequest; decision: Decision }>();
   return async (c, next) => {
     const token = c.get("token" as never) as TokenInfo | undefined;
     const pattern = routePath(c, -1);
@@ -248,8 +252,21 @@ export function policyGate(ctx: ApiContext): MiddlewareHandler {
       });
       return next();
     }
+    // A request this middleware saw allowed under the current generation (no policy, entity or grant changed
+    // since) gets the same decision without a fresh parse and encoding; it is logged all the same.
+    const key = `${input.principal.id} ${input.action} ${input.resource.type}:${input.resource.id} ` +
+      JSON.stringify(input.context);
+    const seen = allowed.get(key);
+    if (seen && seen.decision.generation === gate.cache.generation) {
+      await gate.record(seen.request, seen.decision);
+      return next();
+    }
     const decision = await gate.check(input);
-    if (decision.outcome === "ALLOW") return next();
+    if (decision.outcome === "ALLOW") {
+      if (allowed.size >= MAX_KEPT) allowed.clear();
+      allowed.set(key, { request: parsePolicyRequest(input), decision });
+      return next();
+    }
     if (OWNER_REPAIR_ROUTES.has(`${method} ${pattern}`) && ctx.node.tokens.isMemoryOnly(token.id)) {
       void gate.log.note("policy.override", {
         principal: `token:${token.id}`,

@@ -160,7 +160,19 @@ export class PolicyGate {
       approval = this.approvals.open(request, decision, options).approval;
       decision.approval = approval;
     }
-    await this.log.record({
+    await this.record(request, decision);
+    return decision;
+  }
+
+  /**
+   * Records `decision` of `request` in the decision log, as
+   * {@linkcode PolicyGate.check} does. For a caller that holds a decision of
+   * the current generation (`decision.generation === cache.generation`) and
+   * asks the same request again: the decision is the one `check()` would make,
+   * and it is logged all the same.
+   */
+  record(request: PolicyRequest, decision: Decision): Promise<void> {
+    return this.log.record({
       request: decision.requestHash,
       principal: `${request.principal.type}:${request.principal.id}`,
       action: request.action,
@@ -170,9 +182,8 @@ export class PolicyGate {
       reasons: decision.reasons,
       policies: decision.policies,
       generation: decision.generation,
-      ...(approval ? { approval: approval.id } : {}),
+      ...(decision.approval ? { approval: decision.approval.id } : {}),
     });
-    return decision;
   }
 
   /**

@@ -181,3 +181,24 @@ Deno.test("gate: a set that shuts every token out can still be shown and reset b
   const data = overrides.map((e) => e.data as { action: string; outcome: string });
   eql(data.map((d) => [d.action, d.outcome]), [["storage.read", "DENY"], ["policy.update", "DENY"]]);
 });
+
+Deno.test("gate: a repeated request is decided from memory and still logged; a policy change takes effect at once", async () => {
+  await using t = await setup();
+  const ops = await t.node.tokens.create("ops", { persist: false });
+  for (let i = 0; i < 3; i++) equal((await t.request("/v1/tokens", { token: ops.token })).status, 200);
+  await t.node.policy.log.flush();
+  const counted = (await Array.fromAsync(t.node.policy.log.read())).flatMap((e) =>
+    e.type === "policy.decisions" ? (e.data as { decisions: DecisionEntry[] }).decisions : []
+  ).filter((d) => d.principal === `token:${ops.id}`).reduce((n, d) => n + d.count, 0);
+  equal(counted, 3);
+  const policies = DEFAULT_POLICIES +
+    `\n@id("no-list")\nforbid (principal == Token::"${ops.id}", action == Action::"storage.read", resource);\n`;
+  equal((await t.request("/v1/policy", { method: "PUT", json: { policies } })).status, 200);
+  equal((await t.request("/v1/tokens", { token: ops.token })).status, 403);
+  equal((await t.request("/v1/policy/reset", { method: "POST" })).status, 200);
+  equal((await t.request("/v1/tokens", { token: ops.token })).status, 200);
+  // A grant changes the generation as well.
+  const principal = { type: "token", id: ops.id };
+  await t.request("/v1/capabilities", { method: "POST", json: { principal, capability: "role:restricted" } });
+  equal((await t.request("/v1/tokens", { token: ops.token })).status, 403);
+});
