@@ -223,6 +223,17 @@ export function policyGate(ctx: ApiContext): MiddlewareHandler {
   const allowed = new Map<string, { request: PolicyRequest; decision: Decision }>();
   return async (c, next) => {
     const token = c.get("token" as never) as TokenInfo | undefined;
+    // A GET is decided by its token and path alone (no body; the query names no resource). One this middleware
+    // saw allowed under the current generation (no policy, entity or grant changed since) gets the same decision
+    // without a fresh parse and encoding, and is logged all the same.
+    const remembered = token && c.req.method === "GET" ? `${token.id} ${c.req.path}` : undefined;
+    if (remembered !== undefined) {
+      const seen = allowed.get(remembered);
+      if (seen && seen.decision.generation === ctx.node.policy.cache.generation) {
+        await ctx.node.policy.record(seen.request, seen.decision);
+        return next();
+      }
+    }
     const pattern = routePath(c, -1);
     const method = c.req.method === "HEAD" ? "GET" : c.req.method;
     if (!token || pattern === "*" || pattern === "" || pattern === "/*") return next(); // no route: 404 follows
@@ -252,19 +263,12 @@ export function policyGate(ctx: ApiContext): MiddlewareHandler {
       });
       return next();
     }
-    // A request this middleware saw allowed under the current generation (no policy, entity or grant changed
-    // since) gets the same decision without a fresh parse and encoding; it is logged all the same.
-    const key = `${input.principal.id} ${input.action} ${input.resource.type}:${input.resource.id} ` +
-      JSON.stringify(input.context);
-    const seen = allowed.get(key);
-    if (seen && seen.decision.generation === gate.cache.generation) {
-      await gate.record(seen.request, seen.decision);
-      return next();
-    }
     const decision = await gate.check(input);
     if (decision.outcome === "ALLOW") {
-      if (allowed.size >= MAX_KEPT) allowed.clear();
-      allowed.set(key, { request: parsePolicyRequest(input), decision });
+      if (remembered !== undefined) {
+        if (allowed.size >= MAX_KEPT) allowed.clear();
+        allowed.set(remembered, { request: parsePolicyRequest(input), decision });
+      }
       return next();
     }
     if (OWNER_REPAIR_ROUTES.has(`${method} ${pattern}`) && ctx.node.tokens.isMemoryOnly(token.id)) {
