@@ -24,7 +24,7 @@
 
 import type { Context, MiddlewareHandler } from "hono";
 import { routePath } from "hono/route";
-import { toHex, utf8 } from "../bytes.ts";
+import { concat, toHex, utf8 } from "../bytes.ts";
 import { sha256 } from "../crypto/mod.ts";
 import type { TokenInfo } from "../node/tokens.ts";
 import type { Decision } from "../policy/gate.ts";
@@ -153,12 +153,20 @@ function grantContext(r: RouteRequest): PolicyContext {
 
 /**
  * `/v1/plugins` routes, by pattern, whatever their exact paths: `POST` on the
- * collection installs, `DELETE` of one uninstalls, `GET` reads, and any other
- * verb on one plugin (enable, disable, run, ...) runs it.
+ * collection installs, and so do trusting a bundle signer and packing a bundle
+ * signed by the node (`/v1/plugins/trust`, `/v1/plugins/pack`: they make code
+ * installable); `DELETE` of one uninstalls; anything reaching a plugin's own
+ * code (`/v1/plugins/{name}/http/*`, any method) or changing its state
+ * (enable, disable, reload, cli, ...) runs it; other `GET`s read.
  */
 function pluginRule(method: string, pattern: string): RouteRule | undefined {
   if (pattern !== "/v1/plugins" && !pattern.startsWith("/v1/plugins/")) return undefined;
   const name = (r: RouteRequest) => r.params.name ?? r.params.id ?? r.params.ref ?? Object.values(r.params)[0] ?? "*";
+  if (pattern.includes("/http")) return rule("plugin.run", "plugin", name);
+  if (pattern === "/v1/plugins/trust" || pattern === "/v1/plugins/pack") {
+    const what = pattern.slice("/v1/plugins/".length);
+    return method === "GET" ? rule("storage.read", "plugin", () => what) : rule("plugin.install", "plugin", () => what);
+  }
   if (method === "GET") return rule("storage.read", "plugin", name);
   if (pattern === "/v1/plugins" || pattern === "/v1/plugins/install") {
     return method === "POST"
@@ -242,8 +250,9 @@ export function policyGate(ctx: ApiContext): MiddlewareHandler {
     if (!found) {
       return errorResponse(c, 403, "policy_denied", `${method} ${pattern} is mapped to no policy action; refused`);
     }
-    const text = method === "GET" ? "" : await c.req.text();
-    const request: RouteRequest = { params: paramsOf(pattern, c.req.path), body: objectOf(text) };
+    // Bytes, not text: a plugin's HTTP route reads the same body as bytes after this (Hono caches it).
+    const body = method === "GET" ? EMPTY : new Uint8Array(await c.req.arrayBuffer());
+    const request: RouteRequest = { params: paramsOf(pattern, c.req.path), body: objectOf(body) };
     const input: PolicyRequestInput = {
       principal: { type: "token", id: token.id },
       action: found.action,
@@ -253,7 +262,7 @@ export function policyGate(ctx: ApiContext): MiddlewareHandler {
     const gate = ctx.node.policy;
     const approvalId = c.req.header(APPROVAL_HEADER);
     if (approvalId !== undefined) {
-      const refused = spend(approvalId, input, digestOf(c, text));
+      const refused = spend(approvalId, input, digestOf(c, body));
       if (refused) return errorResponse(c, 403, "approval_refused", refused);
       void gate.log.note("approval.used", {
         approval: approvalId,
@@ -291,7 +300,7 @@ export function policyGate(ctx: ApiContext): MiddlewareHandler {
       );
     }
     const id = decision.approval!.id;
-    remember(opened, id, digestOf(c, text));
+    remember(opened, id, digestOf(c, body));
     return c.json({
       outcome: "REQUIRE_APPROVAL",
       approval: id,
@@ -321,10 +330,12 @@ export function policyGate(ctx: ApiContext): MiddlewareHandler {
   }
 }
 
-function objectOf(text: string): Record<string, unknown> | undefined {
-  if (text === "") return undefined;
+const EMPTY = new Uint8Array(0);
+
+function objectOf(body: Uint8Array): Record<string, unknown> | undefined {
+  if (body.length === 0) return undefined;
   try {
-    const value = JSON.parse(text);
+    const value = JSON.parse(new TextDecoder().decode(body));
     return value !== null && typeof value === "object" && !Array.isArray(value) ? value : undefined;
   } catch {
     return undefined;
@@ -332,7 +343,7 @@ function objectOf(text: string): Record<string, unknown> | undefined {
 }
 
 /** Hex SHA-256 of the HTTP request as the route sees it: method, path, query and body. */
-function digestOf(c: Context, body: string): string {
+function digestOf(c: Context, body: Uint8Array): string {
   const url = new URL(c.req.url);
-  return toHex(sha256(utf8(`${c.req.method} ${url.pathname}${url.search}\n${body}`)));
+  return toHex(sha256(concat(utf8(`${c.req.method} ${url.pathname}${url.search}\n`), body)));
 }

@@ -68,6 +68,11 @@ Deno.test("gate: /v1/plugins routes are mapped by pattern, whatever their exact 
   equal(routeRule("POST", "/v1/plugins/:name/enable")?.action, "plugin.run");
   equal(routeRule("POST", "/v1/plugins/:name/run")?.action, "plugin.run");
   equal(routeRule("GET", "/v1/plugins")?.action, "storage.read");
+  equal(routeRule("ALL", "/v1/plugins/:name/http/*")?.action, "plugin.run");
+  equal(routeRule("GET", "/v1/plugins/:name/http/*")?.action, "plugin.run");
+  equal(routeRule("POST", "/v1/plugins/trust")?.action, "plugin.install");
+  equal(routeRule("POST", "/v1/plugins/pack")?.action, "plugin.install");
+  equal(routeRule("GET", "/v1/plugins/trust")?.action, "storage.read");
   equal(routeRule("GET", "/v1/pluginsx"), undefined);
 });
 
