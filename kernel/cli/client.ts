@@ -1,13 +1,28 @@
 /**
  * The CLI's client of a running node: HTTP over the Unix socket in the data
  * directory, authenticated with the local admin token that the node writes
- * there (mode 0600) at every start.
+ * there (mode 0600) at every start. A request the policy gate holds for an
+ * operator's approval fails with {@linkcode ApiError} `approval_required`
+ * naming the approval; once approved, the same command run again with
+ * `NZCORE_APPROVAL=<id>` sends it as the `x-nzcore-approval` header.
  *
  * @module
  */
 
 import { join } from "node:path";
 import { FILES } from "../node/config.ts";
+
+/** The header that carries an approved approval when a held request is repeated (kernel/api/gate.ts). */
+const APPROVAL_HEADER = "x-nzcore-approval";
+
+/** `NZCORE_APPROVAL`, when set and readable: the approval to send with every request. */
+function approvalFromEnv(): string | undefined {
+  try {
+    return Deno.env.get("NZCORE_APPROVAL") || undefined;
+  } catch {
+    return undefined; // no permission to read it: no approval
+  }
+}
 
 /** No node runs for the data directory, or it cannot be reached. */
 export class NoNodeError extends Error {
@@ -35,11 +50,13 @@ export class NodeClient implements Disposable {
   readonly dataDir: string;
   #http: Deno.HttpClient;
   #token: string;
+  #approval: string | undefined;
 
-  private constructor(dataDir: string, http: Deno.HttpClient, token: string) {
+  private constructor(dataDir: string, http: Deno.HttpClient, token: string, approval: string | undefined) {
     this.dataDir = dataDir;
     this.#http = http;
     this.#token = token;
+    this.#approval = approval;
   }
 
   /**
@@ -64,7 +81,7 @@ export class NodeClient implements Disposable {
       throw error;
     }
     const http = Deno.createHttpClient({ proxy: { transport: "unix", path: socket } });
-    return new NodeClient(dataDir, http, token);
+    return new NodeClient(dataDir, http, token, approvalFromEnv());
   }
 
   /** Sends a request; returns the parsed JSON body. @throws {ApiError} on an error status. */
@@ -81,6 +98,15 @@ export class NodeClient implements Disposable {
     } catch {
       throw new ApiError(response.status, "bad_response", `The node answered ${response.status} with a non-JSON body`);
     }
+    const pending = json as { outcome?: string; approval?: string; message?: string } | undefined;
+    if (response.status === 202 && pending?.outcome === "REQUIRE_APPROVAL") {
+      throw new ApiError(
+        202,
+        "approval_required",
+        `${pending.message ?? `Approval ${pending.approval} is pending`}\n(with the CLI: approve it with ` +
+          `\`nzcore approvals approve ${pending.approval}\`, then run the same command with NZCORE_APPROVAL=${pending.approval})`,
+      );
+    }
     if (!response.ok) {
       const error = (json as { error?: { code?: string; message?: string } })?.error;
       throw new ApiError(response.status, error?.code ?? "unknown", error?.message ?? `HTTP ${response.status}`);
@@ -92,6 +118,7 @@ export class NodeClient implements Disposable {
   async fetch(path: string, init: RequestInit = {}): Promise<Response> {
     const headers = new Headers(init.headers);
     headers.set("authorization", `Bearer ${this.#token}`);
+    if (this.#approval !== undefined) headers.set(APPROVAL_HEADER, this.#approval);
     try {
       return await fetch(`http://nzcore${path}`, { ...init, headers, client: this.#http });
     } catch (error) {

@@ -114,3 +114,37 @@ permit (principal == Token::"${ops.id}", action == Action::"token.create", resou
     await node.close();
   }
 });
+
+Deno.test("the CLI is held for approval too, and runs the command once with NZCORE_APPROVAL", async () => {
+  await using dir = await tempDataDir();
+  await using _node = await startNode(dir.path, { args: ["--api", "127.0.0.1:0"] });
+  const run = async (args: string[], env: Record<string, string> = {}) =>
+    await cli(["--data-dir", dir.path, ...args], { env });
+  const file = join(dir.path, "approve-tokens.cedar");
+  await Deno.writeTextFile(
+    file,
+    DEFAULT_POLICIES + `
+@id("token-create-approval")
+@outcome("require_approval")
+@reason("new tokens need an operator")
+permit (principal is Token, action == Action::"token.create", resource);
+`,
+  );
+  equal((await run(["policy", "set", file])).code, 0);
+
+  const held = await run(["token", "create", "deploy"]);
+  equal(held.code, 1);
+  const id = /approval ([0-9a-f]{16}) is pending/.exec(held.stderr)?.[1];
+  ok(id, held.stderr);
+  match(held.stderr, new RegExp(`NZCORE_APPROVAL=${id}`));
+  equal((await run(["approvals", "approve", id])).code, 0);
+
+  const ran = await run(["token", "create", "deploy"], { NZCORE_APPROVAL: id });
+  equal(ran.code, 0, ran.stderr);
+  match(ran.stdout, /^nzt_/);
+  const again = await run(["token", "create", "deploy"], { NZCORE_APPROVAL: id });
+  equal(again.code, 1);
+  match(again.stderr, new RegExp(`Approval ${id} was already used`));
+  const names = (JSON.parse((await run(["token", "list", "--json"])).stdout) as { name: string }[]).map((t) => t.name);
+  equal(names.filter((n) => n === "deploy").length, 1);
+});
