@@ -50,6 +50,20 @@ export interface DecisionEntry {
 export const DECISIONS_PER_ENTRY = 128;
 
 /**
+ * What one commit of the log may carry, by estimate (the stored form is CBOR, sealed, in chunks of 64 kB): half of
+ * Deno KV's 800 KiB limit on the mutations of one atomic commit.
+ */
+export const MAX_COMMIT_BYTES = 400 * 1024;
+
+/** A generous estimate of a decision's stored size, in bytes: its strings plus the record's overhead. */
+function decisionSize(d: DecisionEntry): number {
+  let n = 96 + d.request.length + d.principal.length + d.action.length + d.resource.length;
+  for (const r of d.reasons) n += r.length + 4;
+  for (const p of d.policies) n += p.length + 4;
+  return n;
+}
+
+/**
  * Least time between the starts of two commits, in milliseconds. The first
  * commit after a pause starts at once; under a steady stream of decisions the
  * log commits at most this often, so a busy API pays a commit (encryption, a
@@ -145,7 +159,11 @@ export class DecisionLog {
       // Consecutive decisions share one `policy.decisions` entry; other entries stand alone, in queue order.
       const events: Queued[] = [];
       let taken = 0;
+      let bytes = 0;
       for (const item of this.#queue) {
+        // Deno KV refuses a commit whose mutations exceed 800 KiB in all: a batch stops at half of that.
+        bytes += item.type === "policy.decision" ? decisionSize(item.data as unknown as DecisionEntry) : 1024;
+        if (taken > 0 && bytes > MAX_COMMIT_BYTES) break;
         if (item.type === "policy.decision") {
           const d = item.data as unknown as DecisionEntry;
           // From here on a repeat of this decision starts a new entry.
