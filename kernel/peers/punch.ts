@@ -27,7 +27,7 @@ import { abortable } from "../async.ts";
 import { fromHex, toHex, utf8 } from "../bytes.ts";
 import { NotFoundError } from "../errors.ts";
 import type { Stream } from "../channel/stream.ts";
-import { formatIp, parseIp } from "../../transport/stun/_ip.ts";
+import { formatIp, parseIp } from "../../transport/ip.ts";
 import { formatUdpAddr, parseUdpAddr, type UdpAddr, udpAddrKey } from "../../transport/udp.ts";
 import type { PeerManager, Session } from "./manager.ts";
 import { sleep } from "./_sleep.ts";

@@ -7,6 +7,8 @@
  * @module
  */
 
+import { formatIp } from "../ip.ts";
+
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
 /** Whether `value` is a dotted-quad IPv4 literal (no leading zeros). */
@@ -41,25 +43,9 @@ export function isIPv4MappedBytes(bytes: Uint8Array): boolean {
   return bytes[10] === 0xff && bytes[11] === 0xff;
 }
 
-/** Formats 16 address bytes: the dotted quad when IPv4-mapped, else IPv6 text with the longest zero run compressed. */
+/** Formats 16 address bytes: the dotted quad when IPv4-mapped, else RFC 5952 IPv6 text. */
 export function formatIPBytes(bytes: Uint8Array): string {
-  if (isIPv4MappedBytes(bytes)) return formatIPv4(bytes.subarray(12, 16));
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(bytes[i] << 8 | bytes[i + 1]);
-  let bestStart = -1, bestLen = 0;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i > 1) [bestStart, bestLen] = [i, j - i];
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(":");
-  return `${hex.slice(0, bestStart).join(":")}::${hex.slice(bestStart + bestLen).join(":")}`;
+  return isIPv4MappedBytes(bytes) ? formatIPv4(bytes.subarray(12, 16)) : formatIp(bytes);
 }
 
 // Ranges that are not publicly routable: RFC 6890's special-purpose registry

@@ -33,7 +33,7 @@ import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { crc32 } from "node:zlib";
 import type { UdpAddr } from "../udp.ts";
 import { StunError } from "./errors.ts";
-import { formatIp, parseIp } from "./_ip.ts";
+import { formatIp, parseIp } from "../ip.ts";
 
 // --- Spec constants (RFC 8489) -------------------------------------------------------------------
 

@@ -7,7 +7,7 @@
  */
 
 import type { UdpAddr } from "../udp.ts";
-import { canonicalIp } from "./_ip.ts";
+import { canonicalIp } from "../ip.ts";
 import type { StunBindingOptions, StunBindingResult, StunClient, StunTimers } from "./client.ts";
 import { StunError } from "./errors.ts";
 

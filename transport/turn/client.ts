@@ -28,7 +28,7 @@
  */
 
 import { TransportError } from "../errors.ts";
-import { canonicalIp, parseIp } from "../stun/_ip.ts";
+import { canonicalIp, parseIp } from "../ip.ts";
 import { StunError } from "../stun/errors.ts";
 import {
   addStunAttribute,

@@ -1,5 +1,7 @@
 /**
- * IP literals to bytes and back, for the STUN address attributes.
+ * IP literals to bytes and back (IPv4 and IPv6, RFC 5952 text), for the
+ * address attributes of STUN and TURN, the port-mapping protocols and the
+ * candidates of hole punching.
  *
  * @module
  */
