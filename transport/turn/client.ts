@@ -85,17 +85,18 @@ import {
   XOR_RELAYED_ADDRESS,
 } from "./attributes.ts";
 import { TurnError } from "./errors.ts";
+import { STUN_RC, STUN_RM, STUN_RTO_MS, STUN_TCP_TIMEOUT_MS } from "../stun/client.ts";
 
 // --- Spec constants -------------------------------------------------------------------------------
 
-/** RFC 8489 section 6.2.1: initial retransmission timeout over UDP. */
-export const TURN_RTO_MS = 500;
+/** RFC 8489 section 6.2.1: initial retransmission timeout over UDP (TURN requests are STUN transactions). */
+export const TURN_RTO_MS: number = STUN_RTO_MS;
 /** RFC 8489 section 6.2.1: transmissions of a request, at most. */
-export const TURN_RC = 7;
+export const TURN_RC: number = STUN_RC;
 /** RFC 8489 section 6.2.1: the wait after the last transmission, in initial RTOs. */
-export const TURN_RM = 16;
+export const TURN_RM: number = STUN_RM;
 /** RFC 8489 section 6.2.2: transaction timeout over TCP. */
-export const TURN_TCP_TIMEOUT_MS = 39_500;
+export const TURN_TCP_TIMEOUT_MS: number = STUN_TCP_TIMEOUT_MS;
 /** RFC 8656 section 7.2: the default allocation lifetime, in seconds. */
 export const TURN_DEFAULT_LIFETIME_S = 600;
 /** RFC 8656 section 9: a permission lives 300 s; we refresh it after 4 minutes. */
