@@ -50,3 +50,34 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefine
     );
   });
 }
+
+/**
+ * Waits `ms` milliseconds, or rejects with the signal's reason as soon as it
+ * aborts (the timer is cleared then).
+ *
+ * @param ms The wait.
+ * @param signal Cuts the wait short.
+ * @returns A promise that resolves after `ms`.
+ *
+ * @example A wait cut short
+ * ```ts
+ * import { sleep } from "./async.ts";
+ *
+ * const reason = await sleep(60_000, AbortSignal.timeout(10)).catch((e) => e);
+ * if (!(reason instanceof DOMException)) throw new Error("Cannot cut the wait short");
+ * ```
+ */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

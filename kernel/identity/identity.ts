@@ -47,6 +47,22 @@ export function nodeIdOf(publicKey: Uint8Array): string {
   return toHex(sha256(publicKey));
 }
 
+/**
+ * Checks that `nodeId` is a node ID as {@linkcode nodeIdOf} writes it (64
+ * lowercase hex digits) and returns it.
+ *
+ * @param nodeId The value to check.
+ * @param name Names the parameter in the error.
+ * @returns `nodeId`.
+ * @throws {TypeError} for anything else.
+ */
+export function validNodeId(nodeId: string, name: string): string {
+  if (typeof nodeId !== "string" || !/^[0-9a-f]{64}$/.test(nodeId)) {
+    throw new TypeError(`Invalid ${name}: expected a node ID (64 lowercase hex digits)`);
+  }
+  return nodeId;
+}
+
 /** A loaded identity. Call `wipe()` when it is no longer needed. */
 export class Identity {
   /** The identity's local name. */

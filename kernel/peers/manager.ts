@@ -22,7 +22,7 @@
  * @module
  */
 
-import { abortable } from "../async.ts";
+import { abortable, sleep } from "../async.ts";
 import { fromUtf8, toHex, utf8 } from "../bytes.ts";
 import { base64 } from "@scure/base";
 import { ConflictError, NotFoundError } from "../errors.ts";
@@ -914,21 +914,6 @@ function strictUtf8(bytes: Uint8Array): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 async function withTimeout(promise: Promise<unknown>, ms: number, onTimeout: () => void): Promise<void> {

@@ -23,14 +23,14 @@
  * @module
  */
 
-import { abortable } from "../async.ts";
+import { abortable, sleep } from "../async.ts";
 import { fromHex, toHex, utf8 } from "../bytes.ts";
 import { NotFoundError } from "../errors.ts";
 import type { Stream } from "../channel/stream.ts";
 import { formatIp, parseIp } from "../../transport/ip.ts";
 import { formatUdpAddr, parseUdpAddr, type UdpAddr, udpAddrKey } from "../../transport/udp.ts";
 import type { PeerManager, Session } from "./manager.ts";
-import { sleep } from "./_sleep.ts";
+import { validNodeId } from "../identity/identity.ts";
 
 /** The stream protocol of NZ-PUNCH-01. */
 export const RENDEZVOUS_PROTOCOL = "nz/rendezvous/1";
@@ -639,11 +639,4 @@ function timeoutMessage(target: string, addrs: UdpAddr[], errors: string[], ms: 
 function refusalName(code: number): keyof typeof PunchRefusal {
   const found = (Object.keys(PunchRefusal) as (keyof typeof PunchRefusal)[]).find((k) => PunchRefusal[k] === code);
   return found ?? "REFUSED";
-}
-
-function validNodeId(nodeId: string, name: string): string {
-  if (typeof nodeId !== "string" || !/^[0-9a-f]{64}$/.test(nodeId)) {
-    throw new TypeError(`Invalid ${name}: expected a node ID (64 lowercase hex digits)`);
-  }
-  return nodeId;
 }

@@ -15,13 +15,13 @@
  * @module
  */
 
-import { abortable } from "../async.ts";
+import { abortable, sleep } from "../async.ts";
 import { fromHex, toHex, utf8 } from "../bytes.ts";
 import { NotFoundError } from "../errors.ts";
 import type { Stream } from "../channel/stream.ts";
 import { createFrameIO } from "../../transport/framing.ts";
 import type { Link, PeerManager, Session } from "./manager.ts";
-import { sleep } from "./_sleep.ts";
+import { validNodeId } from "../identity/identity.ts";
 import { streamDuplex } from "./stream_duplex.ts";
 
 /** The stream protocol of NZ-RELAY-01. */
@@ -446,13 +446,6 @@ function tryDecodeStatus(message: Uint8Array): { code: number; reason: string } 
 function statusName(code: number): RelayStatusName {
   const found = (Object.keys(RelayStatus) as RelayStatusName[]).find((name) => RelayStatus[name] === code);
   return found ?? "REFUSED";
-}
-
-function validNodeId(nodeId: string, name: string): string {
-  if (typeof nodeId !== "string" || !/^[0-9a-f]{64}$/.test(nodeId)) {
-    throw new TypeError(`Invalid ${name}: expected a node ID (64 lowercase hex digits)`);
-  }
-  return nodeId;
 }
 
 function describeMessage(message: Uint8Array): string {
