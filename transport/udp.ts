@@ -94,9 +94,49 @@ export interface PacketSocket {
   send(data: Uint8Array, to: UdpAddr): Promise<void>;
 }
 
-interface Route {
-  match: DatagramMatch;
-  handler: DatagramHandler;
+/**
+ * Routes of a {@linkcode PacketSocket}: a datagram goes to the earliest route
+ * whose `match` is true; a match or handler that throws loses only that
+ * datagram (a throwing match is passed over, a throwing handler is logged).
+ */
+export class DatagramRoutes {
+  #routes: { match: DatagramMatch; handler: DatagramHandler }[] = [];
+  #label: string;
+
+  /** `label` starts the log line of a handler that throws (`udp`, `turn`). */
+  constructor(label: string) {
+    this.#label = label;
+  }
+
+  /** Adds a route; returns a function that removes it. */
+  add(match: DatagramMatch, handler: DatagramHandler): () => void {
+    const route = { match, handler };
+    this.#routes.push(route);
+    return () => {
+      const i = this.#routes.indexOf(route);
+      if (i >= 0) this.#routes.splice(i, 1);
+    };
+  }
+
+  /** Hands `data` to the first route that claims it; false when none does. */
+  dispatch(data: Uint8Array, from: UdpAddr): boolean {
+    for (const route of this.#routes) {
+      let matched = false;
+      try {
+        matched = route.match(data, from);
+      } catch {
+        continue;
+      }
+      if (!matched) continue;
+      try {
+        route.handler(data, from);
+      } catch (error) {
+        console.warn(`${this.#label}: a handler failed on a datagram from ${formatUdpAddr(from)}: ${describe(error)}`);
+      }
+      return true;
+    }
+    return false;
+  }
 }
 
 /**
@@ -121,7 +161,7 @@ export class UdpSocket implements PacketSocket, AsyncDisposable {
   /** Counters, live. */
   readonly stats: UdpSocketStats = { received: 0, unrouted: 0, sent: 0, sendErrors: 0 };
   #conn: Deno.DatagramConn;
-  #routes: Route[] = [];
+  #routes = new DatagramRoutes("udp");
   #closed = false;
   #loop: Promise<void>;
 
@@ -165,12 +205,7 @@ export class UdpSocket implements PacketSocket, AsyncDisposable {
    * A handler that throws loses only that datagram.
    */
   route(match: DatagramMatch, handler: DatagramHandler): () => void {
-    const route = { match, handler };
-    this.#routes.push(route);
-    return () => {
-      const i = this.#routes.indexOf(route);
-      if (i >= 0) this.#routes.splice(i, 1);
-    };
+    return this.#routes.add(match, handler);
   }
 
   /**
@@ -231,22 +266,7 @@ export class UdpSocket implements PacketSocket, AsyncDisposable {
   }
 
   #dispatch(data: Uint8Array, from: UdpAddr): void {
-    for (const route of this.#routes) {
-      let matched = false;
-      try {
-        matched = route.match(data, from);
-      } catch {
-        continue;
-      }
-      if (!matched) continue;
-      try {
-        route.handler(data, from);
-      } catch (error) {
-        console.warn(`udp: a handler failed on a datagram from ${formatUdpAddr(from)}: ${describe(error)}`);
-      }
-      return;
-    }
-    this.stats.unrouted++;
+    if (!this.#routes.dispatch(data, from)) this.stats.unrouted++;
   }
 }
 

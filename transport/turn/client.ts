@@ -52,6 +52,7 @@ import {
 import {
   type DatagramHandler,
   type DatagramMatch,
+  DatagramRoutes,
   formatUdpAddr,
   isStunDatagram,
   type PacketSocket,
@@ -238,11 +239,6 @@ interface Credentials {
   key: Uint8Array;
 }
 
-interface Route {
-  match: DatagramMatch;
-  handler: DatagramHandler;
-}
-
 let createAllocation: (options: TurnAllocateOptions, server: UdpAddr) => TurnAllocation;
 
 async function openAllocation(options: TurnAllocateOptions): Promise<TurnAllocation> {
@@ -304,7 +300,7 @@ export class TurnAllocation implements PacketSocket, AsyncDisposable {
   #link: ServerLink | null = null;
   #credentials: Credentials | null = null;
   #pending = new Map<string, Pending>();
-  #routes: Route[] = [];
+  #routes = new DatagramRoutes("turn");
   #permissions = new Map<string, Permission>();
   #channels = new Map<string, Channel>();
   #channelsByNumber = new Map<number, Channel>();
@@ -371,12 +367,7 @@ export class TurnAllocation implements PacketSocket, AsyncDisposable {
    * function that removes the route.
    */
   route(match: DatagramMatch, handler: DatagramHandler): () => void {
-    const route = { match, handler };
-    this.#routes.push(route);
-    return () => {
-      const i = this.#routes.indexOf(route);
-      if (i >= 0) this.#routes.splice(i, 1);
-    };
+    return this.#routes.add(match, handler);
   }
 
   /**
@@ -678,22 +669,7 @@ export class TurnAllocation implements PacketSocket, AsyncDisposable {
   #deliver(data: Uint8Array, from: UdpAddr): void {
     const permission = this.#permissions.get(from.hostname);
     if (permission) permission.used = true; // traffic either way keeps the permission refreshed
-    for (const route of this.#routes) {
-      let matched = false;
-      try {
-        matched = route.match(data, from);
-      } catch {
-        continue;
-      }
-      if (!matched) continue;
-      try {
-        route.handler(data, { ...from });
-      } catch (error) {
-        console.warn(`turn: a handler failed on data from ${formatUdpAddr(from)}: ${describe(error)}`);
-      }
-      return;
-    }
-    this.stats.dropped++;
+    if (!this.#routes.dispatch(data, { ...from })) this.stats.dropped++;
   }
 
   // --- Permissions and channels (RFC 8656 sections 9, 10, 12) --------------------------------------
