@@ -965,7 +965,3 @@ function methodName(method: number): string {
       return `method 0x${method.toString(16)}`;
   }
 }
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
