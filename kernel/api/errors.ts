@@ -20,6 +20,8 @@ import {
 } from "../errors.ts";
 import { ChannelError, HandshakeError, PeerMismatchError } from "../channel/errors.ts";
 import { DialError, TransportError } from "../../transport/errors.ts";
+import { PunchError } from "../peers/punch.ts";
+import { RelayError } from "../peers/relay.ts";
 
 /** The body of every error response. */
 export interface ErrorBody {
@@ -63,6 +65,9 @@ export function onError(error: Error, c: Context): Response {
   if (error instanceof PeerMismatchError) return errorResponse(c, 502, "peer_mismatch", error.message);
   if (error instanceof HandshakeError) return errorResponse(c, 502, "handshake_failed", error.message);
   if (error instanceof DialError) return errorResponse(c, 502, "peer_unreachable", error.message);
+  if (error instanceof PunchError || error instanceof RelayError) {
+    return errorResponse(c, 502, "peer_unreachable", error.message);
+  }
   if (error instanceof TransportError) return errorResponse(c, 502, "transport_failed", error.message);
   if (error instanceof ChannelError) return errorResponse(c, 502, "channel_failed", error.message);
   if (error instanceof DOMException && (error.name === "TimeoutError" || error.name === "AbortError")) {

@@ -14,6 +14,7 @@ import type { PeerManager, Session } from "../peers/manager.ts";
 import { type Candidate, punch, type PunchService, servePunch, upgradeRelayed } from "../peers/punch.ts";
 import { relayConnect, type RelayOptions, type RelayService, serveRelay } from "../peers/relay.ts";
 import type { Reachability } from "./reachability.ts";
+import { DialError } from "../../transport/errors.ts";
 import { parseUdpAddr } from "../../transport/udp.ts";
 
 /** A relayed session is started beside the punch when no direct path opened after this long (ms). */
@@ -90,7 +91,7 @@ export class Traversal {
    * later punch succeeds.
    *
    * @throws {NotFoundError} when `via` is not connected (connect to the rendezvous first).
-   * @throws {Error} the relay's refusal, when neither way works.
+   * @throws {DialError} when neither way works, with both reasons.
    */
   async connectVia(peer: string, via: string, options: { signal?: AbortSignal } = {}): Promise<ConnectViaResult> {
     const started = performance.now();
@@ -128,8 +129,14 @@ export class Traversal {
     try {
       session = await Promise.any([punching, relaying]);
     } catch (error) {
-      const errors = (error as AggregateError).errors ?? [error];
-      throw errors[errors.length - 1];
+      if (options.signal?.aborted) throw options.signal.reason;
+      const [punchFailure, relayFailure] = (error as AggregateError).errors ?? [error, error];
+      throw new DialError(
+        `Cannot reach ${target.slice(0, 12)} through ${rendezvous.nodeId.slice(0, 12)}: hole punching failed (${
+          (punchFailure as Error).message
+        }), and so did the relay (${(relayFailure as Error).message})`,
+        { cause: error },
+      );
     }
     if (session.relayed) {
       void punching.then(() => {}, () =>

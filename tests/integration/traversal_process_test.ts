@@ -76,4 +76,13 @@ Deno.test("three node processes: UDP sessions, STUN from a peer, and a session t
   });
   equal(unknownVia.status, 404);
   await unknownVia.body?.cancel();
+  // A peer the rendezvous does not know: neither punching nor the relay can reach it, and the answer says why.
+  const nowhere = await a.api("/v1/peers", {
+    method: "POST",
+    body: JSON.stringify({ peer: "a".repeat(64), via: sr.identity.nodeId }),
+  });
+  equal(nowhere.status, 502);
+  const body = await nowhere.json();
+  equal(body.error.code, "peer_unreachable");
+  match(body.error.message, /hole punching failed \(.*NOT_CONNECTED.*\), and so did the relay \(.*NOT_CONNECTED/);
 });
