@@ -20,6 +20,7 @@ import {
   resolveDataDir,
 } from "./kernel/node/config.ts";
 import { Node, VERSION } from "./kernel/node/node.ts";
+import { parseTurnUrl } from "./kernel/node/traversal.ts";
 import { PEER_POLICIES, type PeerPolicy } from "./kernel/peers/manager.ts";
 
 interface Globals {
@@ -116,6 +117,7 @@ interface ReachabilityView {
   }[];
   servingStun: boolean;
   checkedAt: number | null;
+  turn: { server: string; relayed: string | null; error?: string } | null;
 }
 
 /** `direct udp 12.3 ms` or `relayed via 3f2a... (relay)`. */
@@ -134,6 +136,11 @@ function reachabilityLines(r: ReachabilityView): string[] {
     }`,
   ];
   for (const o of r.stun) lines.push(`  stun ${o.server}: ${o.mapped ?? `no answer (${o.error})`}`);
+  if (r.turn) {
+    lines.push(
+      `  turn ${r.turn.server}: ${r.turn.relayed ?? `no allocation${r.turn.error ? ` (${r.turn.error})` : ""}`}`,
+    );
+  }
   for (const m of r.portMappings) {
     lines.push(`  mapped ${m.protocol} ${m.internalPort} -> ${m.externalAddress}:${m.externalPort} (${m.method})`);
   }
@@ -218,6 +225,11 @@ export function buildProgram(): Command {
     )
     .option("--port-mapping", "ask the router to forward the listen ports (PCP, NAT-PMP, UPnP IGD)")
     .option("--relay", "relay sessions between peers that cannot reach each other directly (for public nodes)")
+    .option(
+      "--turn <URL>",
+      "a TURN server to allocate a relayed address on (turn://USER:PASSWORD@IP:PORT[?transport=tcp]); peers behind " +
+        "NATs that defeat hole punching reach the node there",
+    )
     .option("--name <NAME>", "name of the first identity, on first start", "default")
     .action(async (
       opts: {
@@ -228,6 +240,7 @@ export function buildProgram(): Command {
         stun?: string[];
         portMapping?: boolean;
         relay?: boolean;
+        turn?: string;
         name: string;
       },
       command: Command,
@@ -244,7 +257,10 @@ export function buildProgram(): Command {
         peerPolicy: opts.peerPolicy,
         identityName: opts.name,
         reachability: { stunServers: opts.stun ?? [], portMapping: opts.portMapping ?? false },
-        traversal: { relay: { enabled: opts.relay ?? false } },
+        traversal: {
+          relay: { enabled: opts.relay ?? false },
+          ...(opts.turn ? { turn: parseTurnUrl(opts.turn) } : {}),
+        },
       });
       const { node } = daemon;
       console.log(`nzcore ${VERSION} ${node.created ? "created a new node" : "started"}`);

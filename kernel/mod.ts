@@ -145,7 +145,14 @@ export {
   type ReachabilityState,
   type StunObservation,
 } from "./node/reachability.ts";
-export { type ConnectViaResult, Traversal, type TraversalOptions } from "./node/traversal.ts";
+export {
+  type ConnectViaResult,
+  parseTurnUrl,
+  Traversal,
+  type TraversalOptions,
+  type TurnServerOptions,
+  type TurnState,
+} from "./node/traversal.ts";
 export { type HostPort, parseHostPort, resolveDataDir } from "./node/config.ts";
 export {
   type Clock,

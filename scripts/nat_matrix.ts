@@ -9,7 +9,7 @@
  * a working session (its first round trip included) and whether a message
  * crossed.
  *
- * `deno task lab matrix [--repeats N] [--pairs fc:sym,prc:prc]` prints the
+ * `deno task lab matrix [--repeats N] [--pairs fc:sym,prc:prc] [--turn]` prints the
  * matrix and ends with one JSON line; `tests/integration/nat_matrix_test.ts`
  * runs it and checks every cell.
  *
@@ -33,6 +33,8 @@ export interface MatrixCell {
   natB: NatMode;
   /** The path of the session A ended with: `direct` (hole punching), `relayed` (through R) or `failed`. */
   path: "direct" | "relayed" | "failed";
+  /** The session's transport: `udp` (direct), `relay` (through R), `turn` (through coturn). */
+  transport?: string;
   /** Milliseconds to a working session, median of the runs (null when it failed). */
   medianMs: number | null;
   /** Each run's time. */
@@ -167,6 +169,19 @@ export function watchEvents(node: LabNode, text: string): { ready: Promise<void>
   return { ready, seen };
 }
 
+/** Waits until both nodes hold their TURN allocation (at most 10 s). */
+async function turnReady(...nodes: LabNode[]): Promise<void> {
+  type State = { reachability: { turn: { relayed: string | null; error?: string } | null } };
+  for (const node of nodes) {
+    for (let i = 0;; i++) {
+      const turn = (await cliJson<State>(node, ["state"])).reachability.turn;
+      if (turn?.relayed) break;
+      if (turn?.error || i >= 40) throw new Error(`No TURN allocation on ${node.host}: ${turn?.error ?? "timeout"}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
 /** The NAT type a node reports, once its first reachability check is done (at most 15 s). */
 async function reportedNatType(node: LabNode): Promise<string> {
   type State = { reachability: { natType: string; checkedAt: number | null } };
@@ -194,6 +209,11 @@ export interface MatrixOptions {
   repeats?: number;
   /** Receives a line per step. */
   log?: (line: string) => void;
+  /**
+   * R introduces but does not relay, and A and B each hold a TURN allocation on the lab's coturn instead: where no
+   * direct path exists, the session runs through TURN.
+   */
+  turn?: boolean;
 }
 
 /** Every unordered pair of NAT modes, A's no later than B's in fc, rc, prc, sym order. */
@@ -214,8 +234,9 @@ export async function runMatrix(lab: NatLab, options: MatrixOptions = {}): Promi
     `udp://${LAB.pub}:${PORT}`,
     "--listen",
     `tcp://${LAB.pub}:${PORT}`,
-    "--relay",
+    ...(options.turn ? [] : ["--relay"]),
   ]);
+  const turn = options.turn ? ["--turn", `turn://${LAB.turnUser}:${LAB.turnPassword}@${LAB.srv}:${LAB.stunPort}`] : [];
   const cells: MatrixCell[] = [];
   try {
     let round = 0;
@@ -225,8 +246,8 @@ export async function runMatrix(lab: NatLab, options: MatrixOptions = {}): Promi
       await lab.setNat("gwB", natB);
       const listen = ["--listen", `udp://0.0.0.0:${PORT}`];
       const [a, b] = await Promise.all([
-        startNode(lab, "hostA", join(work, `a${round}`), [...listen, ...stun]),
-        startNode(lab, "hostB", join(work, `b${round}`), [...listen, ...stun]),
+        startNode(lab, "hostA", join(work, `a${round}`), [...listen, ...stun, ...turn]),
+        startNode(lab, "hostB", join(work, `b${round}`), [...listen, ...stun, ...turn]),
       ]);
       const cell: MatrixCell = {
         natA,
@@ -240,12 +261,16 @@ export async function runMatrix(lab: NatLab, options: MatrixOptions = {}): Promi
       try {
         for (const node of [a, b]) await cliJson(node, ["connect", `udp://${LAB.pub}:${PORT}`, "--once"]);
         for (let run = 0; run < repeats; run++) {
-          const s = await cliJson<{ method: string; elapsedMs: number; punchError?: string; path: { kind: string } }>(
+          if (options.turn && run === 0) await turnReady(a, b);
+          const s = await cliJson<
+            { method: string; elapsedMs: number; punchError?: string; path: { kind: string; transport: string } }
+          >(
             a,
             ["connect", b.did, "--via", r.nodeId],
           );
           cell.runsMs.push(Math.round(s.elapsedMs));
           cell.path = s.path.kind === "direct" ? "direct" : "relayed";
+          cell.transport = s.path.transport;
           if (s.punchError) cell.error = s.punchError;
           log(`${natA}/${natB} run ${run + 1}: ${cell.path} in ${Math.round(s.elapsedMs)} ms`);
           if (run < repeats - 1) {
@@ -293,7 +318,9 @@ export function formatMatrix(cells: readonly MatrixCell[]): string {
         ? "-"
         : cell.path === "failed"
         ? "FAILED"
-        : `${cell.path} ${cell.medianMs === null ? "" : `${(cell.medianMs / 1000).toFixed(2)}s`}`;
+        : `${cell.path === "relayed" && cell.transport === "turn" ? "turn" : cell.path} ${
+          cell.medianMs === null ? "" : `${(cell.medianMs / 1000).toFixed(2)}s`
+        }`;
       row.push(text.padEnd(width));
     }
     lines.push(row.join(""));
@@ -304,9 +331,11 @@ export function formatMatrix(cells: readonly MatrixCell[]): string {
 /** The CLI: runs the matrix in a lab of its own and prints it; exit code 1 when a pair failed. */
 export async function main(args: string[]): Promise<number> {
   let repeats = 3;
+  let turn = false;
   let pairs: [NatMode, NatMode][] | undefined;
   for (let i = 0; i < args.length; i++) {
     if (args[i] === "--repeats") repeats = Number(args[++i]);
+    else if (args[i] === "--turn") turn = true;
     else if (args[i] === "--pairs") {
       pairs = args[++i].split(",").map((p) => p.split(":") as [NatMode, NatMode]);
       for (const [x, y] of pairs) {
@@ -317,7 +346,7 @@ export async function main(args: string[]): Promise<number> {
   if (!Number.isInteger(repeats) || repeats < 1) throw new RangeError("--repeats must be a positive integer");
   await using lab = await NatLab.up({ upnp: false });
   const started = performance.now();
-  const cells = await runMatrix(lab, { repeats, pairs, log: (line) => console.log(line) });
+  const cells = await runMatrix(lab, { repeats, pairs, turn, log: (line) => console.log(line) });
   console.log("\n" + formatMatrix(cells));
   const ok = cells.every((c) => c.path !== "failed");
   console.log(

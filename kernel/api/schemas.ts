@@ -127,6 +127,11 @@ export const StateSchema = z.object({
     })),
     servingStun: z.boolean(),
     checkedAt: z.number().int().nullable(),
+    turn: z.object({
+      server: z.string(),
+      relayed: z.string().nullable().openapi({ description: "The relayed address peers may reach the node at" }),
+      error: z.string().optional(),
+    }).nullable().openapi({ description: "The node's TURN allocation (--turn), or null" }),
   }).openapi({ description: "How other nodes can reach this one" }),
 }).openapi("State");
 

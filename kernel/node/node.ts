@@ -277,7 +277,7 @@ export class Node {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.traversal.close();
+    await this.traversal.close();
     await this.reachability.close();
     try {
       await this.peers.close();

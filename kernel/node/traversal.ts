@@ -15,7 +15,8 @@ import { type Candidate, punch, type PunchService, servePunch, upgradeRelayed } 
 import { relayConnect, type RelayOptions, type RelayService, serveRelay } from "../peers/relay.ts";
 import type { Reachability } from "./reachability.ts";
 import { DialError } from "../../transport/errors.ts";
-import { parseUdpAddr } from "../../transport/udp.ts";
+import { type TurnAllocation, TurnClient } from "../../transport/turn/mod.ts";
+import { formatUdpAddr, parseUdpAddr } from "../../transport/udp.ts";
 
 /** A relayed session is started beside the punch when no direct path opened after this long (ms). */
 export const RELAY_AFTER_MS = 1_000;
@@ -28,6 +29,62 @@ export interface TraversalOptions {
   rendezvous?: boolean;
   /** How long one punch may take (default 6 s). */
   punchTimeoutMs?: number;
+  /**
+   * A TURN server (RFC 8656) to allocate a relayed address on: peers that cannot reach the node directly reach it
+   * there, through punching as a candidate of its own.
+   */
+  turn?: TurnServerOptions;
+}
+
+/** A TURN server and the node's long-term credentials on it. */
+export interface TurnServerOptions {
+  /** `IP:PORT` of the server. */
+  server: string;
+  /** The username. */
+  username: string;
+  /** The password. */
+  password: string;
+  /** How the node talks to the server (default `udp`, on the node's UDP socket). */
+  transport?: "udp" | "tcp";
+}
+
+/** The node's TURN allocation, as `state` shows it. */
+export interface TurnState {
+  /** The server, `IP:PORT`. */
+  server: string;
+  /** The relayed address, `udp://IP:PORT`, once allocated. */
+  relayed: string | null;
+  /** Why there is none. */
+  error?: string;
+}
+
+/**
+ * Parses `turn://USER:PASSWORD@IP:PORT[?transport=tcp]`.
+ *
+ * @throws {SyntaxError} for anything else.
+ */
+export function parseTurnUrl(url: string): TurnServerOptions {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new SyntaxError(`Invalid TURN server "${url}": expected turn://USER:PASSWORD@IP:PORT`);
+  }
+  if (parsed.protocol !== "turn:" || !parsed.username || !parsed.port) {
+    throw new SyntaxError(`Invalid TURN server "${url}": expected turn://USER:PASSWORD@IP:PORT`);
+  }
+  const transport = parsed.searchParams.get("transport") ?? "udp";
+  if (transport !== "udp" && transport !== "tcp") {
+    throw new SyntaxError(`Invalid TURN server "${url}": transport must be udp or tcp`);
+  }
+  const server = `${parsed.hostname}:${parsed.port}`;
+  parseUdpAddr(server);
+  return {
+    server,
+    username: decodeURIComponent(parsed.username),
+    password: decodeURIComponent(parsed.password),
+    transport,
+  };
 }
 
 /** How {@linkcode Traversal.connectVia} reached the peer. */
@@ -50,6 +107,7 @@ export class Traversal {
   #punch: PunchService | null = null;
   #relay: RelayService | null = null;
   #upgrades = new AbortController();
+  #turn: { allocation: TurnAllocation | null; detach?: () => void; error?: string } | null = null;
 
   /** Nothing is served until {@linkcode Traversal.start}. */
   constructor(peers: PeerManager, reachability: Reachability, options: TraversalOptions = {}) {
@@ -66,6 +124,42 @@ export class Traversal {
       punchTimeoutMs: this.#options.punchTimeoutMs,
     });
     this.#relay ??= serveRelay(this.#peers, { relay: this.#options.relay });
+    if (this.#options.turn && !this.#turn) void this.#allocate(this.#options.turn);
+  }
+
+  /** The TURN allocation, or null when no TURN server is configured. */
+  turnState(): TurnState | null {
+    const turn = this.#options.turn;
+    if (!turn || !this.#turn) return turn ? { server: turn.server, relayed: null } : null;
+    const allocation = this.#turn.allocation;
+    const relayed = allocation && !allocation.closed ? formatUdpAddr(allocation.relayedAddress) : null;
+    return { server: turn.server, relayed, ...(this.#turn.error ? { error: this.#turn.error } : {}) };
+  }
+
+  /** Allocates on the TURN server and runs sessions on the relayed address too. */
+  async #allocate(turn: TurnServerOptions): Promise<void> {
+    const state: { allocation: TurnAllocation | null; detach?: () => void; error?: string } = { allocation: null };
+    this.#turn = state;
+    try {
+      const socket = turn.transport === "tcp" ? undefined : await this.#peers.ensureUdpSocket();
+      const allocation = await TurnClient.allocate({
+        server: parseUdpAddr(turn.server),
+        transport: turn.transport ?? "udp",
+        username: turn.username,
+        password: turn.password,
+        socket,
+        signal: this.#upgrades.signal,
+      });
+      if (this.#upgrades.signal.aborted) {
+        await allocation.close();
+        return;
+      }
+      state.allocation = allocation;
+      state.detach = this.#peers.attachPacketSocket(allocation, `turn ${turn.server}`);
+    } catch (error) {
+      state.error = (error as Error).message;
+      console.warn(`nzcore: no TURN allocation on ${turn.server}: ${state.error}`);
+    }
   }
 
   /** Counters of both services. */
@@ -77,6 +171,8 @@ export class Traversal {
   candidates(): Candidate[] {
     const state = this.#reachability.state();
     const out: Candidate[] = [];
+    const allocation = this.#turn?.allocation;
+    if (allocation && !allocation.closed) out.push({ kind: "relay", addr: allocation.relayedAddress });
     for (const address of state.publicAddresses) {
       if (!address.startsWith("udp://")) continue;
       const mapped = state.portMappings.some((m) => `udp://${m.externalAddress}:${m.externalPort}` === address);
@@ -153,9 +249,11 @@ export class Traversal {
     };
   }
 
-  /** Stops the background upgrades and the services. */
-  close(): void {
+  /** Stops the background upgrades and the services, and gives the TURN allocation back. */
+  async close(): Promise<void> {
     this.#upgrades.abort();
+    this.#turn?.detach?.();
+    await this.#turn?.allocation?.close().catch(() => {});
     this.#punch?.close();
     this.#relay?.close();
   }

@@ -37,7 +37,14 @@ import { DatagramEndpoint, type DatagramHandshake } from "../channel/datagram_en
 import type { DatagramSession, DatagramSessionOptions } from "../channel/datagram_session.ts";
 import { createFrameIO } from "../../transport/framing.ts";
 import type { Duplex, Listener, Transport } from "../../transport/types.ts";
-import { parseUdpAddr, type UdpAddr, UdpSocket } from "../../transport/udp.ts";
+import {
+  formatUdpAddr,
+  type PacketSocket,
+  parseUdpAddr,
+  type UdpAddr,
+  udpAddrKey,
+  UdpSocket,
+} from "../../transport/udp.ts";
 import { type AddressBook, resolvePeerName } from "./address_book.ts";
 
 /** The protocol of plain messages between nodes (`nzcore send`). */
@@ -305,6 +312,10 @@ export class PeerManager {
   #tracked = new Set<Promise<unknown>>();
   #logBudget = { left: 20, since: 0 };
   #udp: { socket: UdpSocket; endpoint: DatagramEndpoint } | null = null;
+  /** Packet sockets besides the UDP socket (TURN allocations), each with its endpoint and the relay it names. */
+  #relays = new Map<PacketSocket, { endpoint: DatagramEndpoint; via: string }>();
+  /** Peers' relayed addresses (TURN), by `udpAddrKey`, with the relay to name in paths. */
+  #relayedAddrs = new Map<string, string>();
   #udpListening = false;
   #handingOver = new Set<Session>();
 
@@ -358,13 +369,20 @@ export class PeerManager {
    * aborts the rest, and a session that came up meanwhile may be the very one the peer keeps).
    *
    * @throws {PeerMismatchError} when `expectedPeer` does not answer.
+   * `via` dials from an attached packet socket (a TURN allocation) instead: the session's path is relayed.
+   *
    * @throws {HandshakeError} when the handshake fails or `signal` aborts it.
    */
-  async dialUdp(to: UdpAddr, options: { expectedPeer?: string; signal?: AbortSignal } = {}): Promise<Session> {
-    const { endpoint } = await this.#udpEndpoint();
+  async dialUdp(
+    to: UdpAddr,
+    options: { expectedPeer?: string; signal?: AbortSignal; via?: PacketSocket } = {},
+  ): Promise<Session> {
+    const relay = options.via ? this.#relays.get(options.via) : undefined;
+    if (options.via && !relay) throw new NotFoundError("Cannot dial through a packet socket that is not attached");
+    const endpoint = relay?.endpoint ?? (await this.#udpEndpoint()).endpoint;
     options.signal?.throwIfAborted();
     const handshake = endpoint.dial(to);
-    const link = this.#datagramLink(handshake);
+    const link = this.#datagramLink(handshake, relay?.via);
     let established = false;
     const onAbort = () => established || handshake.abort(options.signal!.reason);
     options.signal?.addEventListener("abort", onAbort, { once: true });
@@ -594,6 +612,8 @@ export class PeerManager {
       sessions.map((s) => withTimeout(s.close("node stopping"), 2_000, () => s.channel.abort())),
     );
     await Promise.allSettled([...this.#tracked]);
+    for (const { endpoint } of this.#relays.values()) endpoint.close();
+    this.#relays.clear();
     if (this.#udp) {
       this.#udp.endpoint.close();
       await this.#udp.socket.close();
@@ -638,21 +658,71 @@ export class PeerManager {
     };
   }
 
-  #datagramLink(handshake: DatagramHandshake): Link {
+  /**
+   * A link over a datagram handshake. Its path is relayed when it runs on an attached packet socket (`via`, this
+   * node's TURN allocation) or when the peer's address is a relayed address it was told of (the peer's allocation).
+   */
+  #datagramLink(handshake: DatagramHandshake, via?: string): Link {
     let session: DatagramSession | null = null;
+    const relays = this.#relayedAddrs;
     return {
       get remoteAddr() {
         return session?.remoteAddr ?? handshake.remoteAddr;
       },
       handshakeIo: handshake,
       establish: (keys) => this.#frames(session = handshake.establish(keys)),
-      path: () => ({
-        kind: "direct",
-        transport: "udp",
-        remoteAddr: session?.remoteAddr ?? handshake.remoteAddr,
-        rttMs: session?.rttMs ?? null,
-      }),
+      path: () => {
+        const remote = session?.remote ?? handshake.remote;
+        const relay = via ?? relays.get(udpAddrKey(remote));
+        return {
+          kind: relay ? "relayed" : "direct",
+          transport: relay ? "turn" : "udp",
+          remoteAddr: formatUdpAddr(remote),
+          ...(relay ? { via: relay } : {}),
+          rttMs: session?.rttMs ?? null,
+        };
+      },
     };
+  }
+
+  /**
+   * Notes that `addr` is a relayed address (a peer's TURN allocation, learned from its candidates), so that a
+   * session with it shows a relayed path, via `relay`. The most recent 1,024 are kept.
+   */
+  noteRelayedAddress(addr: UdpAddr, relay: string): void {
+    const key = udpAddrKey(addr);
+    this.#relayedAddrs.delete(key);
+    this.#relayedAddrs.set(key, relay);
+    if (this.#relayedAddrs.size > 1024) this.#relayedAddrs.delete(this.#relayedAddrs.keys().next().value!);
+  }
+
+  /**
+   * Runs sessions on `socket` too, a TURN allocation: a peer that sends a handshake to its (relayed) address gets a
+   * session whose path is relayed via `via` (the TURN server), and {@linkcode PeerManager.dialUdp} with `via: socket`
+   * dials from it. Returns a function that detaches it (its sessions are aborted).
+   */
+  attachPacketSocket(socket: PacketSocket, via: string): () => void {
+    if (this.#relays.has(socket)) throw new ConflictError(`${socket.url} is attached already`);
+    const endpoint = new DatagramEndpoint(socket, {
+      session: this.#options.datagram,
+      maxPending: this.#limits.pendingTotal,
+      maxPendingPerHost: this.#limits.pendingPerHost,
+      onHandshake: (handshake) => {
+        if (this.#closing.signal.aborted) return handshake.abort(new Error("The node is stopping"));
+        this.#track(this.acceptLink(this.#datagramLink(handshake, via)));
+      },
+    });
+    this.#relays.set(socket, { endpoint, via });
+    return () => {
+      if (this.#relays.get(socket)?.endpoint !== endpoint) return;
+      this.#relays.delete(socket);
+      endpoint.close();
+    };
+  }
+
+  /** The packet sockets attached with {@linkcode PeerManager.attachPacketSocket}. */
+  get packetSockets(): PacketSocket[] {
+    return [...this.#relays.keys()];
   }
 
   /** The UDP socket and its datagram endpoint, bound at `address` (or an ephemeral port) the first time. */

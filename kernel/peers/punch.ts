@@ -28,7 +28,7 @@ import { fromHex, toHex, utf8 } from "../bytes.ts";
 import { NotFoundError } from "../errors.ts";
 import type { Stream } from "../channel/stream.ts";
 import { formatIp, parseIp } from "../../transport/ip.ts";
-import { formatUdpAddr, parseUdpAddr, type UdpAddr, udpAddrKey } from "../../transport/udp.ts";
+import { formatUdpAddr, type PacketSocket, parseUdpAddr, type UdpAddr, udpAddrKey } from "../../transport/udp.ts";
 import type { PeerManager, Session } from "./manager.ts";
 import { validNodeId } from "../identity/identity.ts";
 
@@ -69,13 +69,14 @@ export const PunchRefusal = {
 } as const;
 
 /** How a candidate was learned. */
-export type CandidateKind = "host" | "stun" | "portmap" | "observed";
-const KINDS: readonly CandidateKind[] = ["host", "stun", "portmap", "observed"];
+export type CandidateKind = "host" | "stun" | "portmap" | "observed" | "relay";
+const KINDS: readonly CandidateKind[] = ["host", "stun", "portmap", "observed", "relay"];
 
 /** An address at which a node may receive UDP from the other. */
 export interface Candidate {
   /** `host`: a local address of the socket; `stun`: mapped by a NAT, as a STUN server saw it; `portmap`: mapped by
-   * PCP, NAT-PMP or UPnP; `observed`: where the rendezvous saw the node's packets come from. */
+   * PCP, NAT-PMP or UPnP; `observed`: where the rendezvous saw the node's packets come from; `relay`: the node's
+   * TURN-relayed address. */
   kind: CandidateKind;
   /** The address (an IP literal and a port). */
   addr: UdpAddr;
@@ -87,6 +88,8 @@ export type CandidateSource = () => Candidate[] | Promise<Candidate[]>;
 // --- Implementation constants ---
 /** When each candidate is dialed again, in milliseconds after the start: often at first, for about 5 s. */
 const DIAL_SCHEDULE_MS = [0, 150, 300, 500, 750, 1_000, 1_500, 2_000, 2_750, 3_500, 4_500];
+/** Dials through a TURN allocation start this much later than the direct ones. */
+const TURN_DIAL_DELAY_MS = 500;
 /** How long a punch may take in all (default). */
 const DEFAULT_PUNCH_TIMEOUT_MS = 6_000;
 /** How long a side waits for the next message of an introduction. */
@@ -378,20 +381,45 @@ export async function punchTo(
   const signal = AbortSignal.any([stop.signal, ...(options.signal ? [options.signal] : [])]);
   const won = Promise.withResolvers<Session>();
   const addrs = dedupe(candidates.map((c) => c.addr));
+  // The peer's relayed address is a path through its TURN server, whichever side dials and from which socket.
+  for (const c of candidates) {
+    if (c.kind === "relay") manager.noteRelayedAddress(c.addr, `turn ${formatUdpAddr(c.addr).slice("udp://".length)}`);
+  }
+  // Through a TURN allocation only to the peer's addresses on the internet side of its NAT: a TURN server sending to a
+  // LAN address it cannot route (a host candidate) or to another relayed address can break its relay for everyone
+  // (coturn was seen to stop relaying for the allocation after one such send).
+  const publicSide = new Set(
+    candidates.filter((c) =>
+      (c.kind === "stun" || c.kind === "observed" || c.kind === "portmap") && !isPrivateIp(c.addr.hostname)
+    )
+      .map((c) => udpAddrKey(c.addr)),
+  );
   const errors: string[] = [];
   const attempts: Promise<void>[] = [];
+  // From the node's UDP socket first; from each attached TURN allocation a little later, so that a direct path, where
+  // there is one, is found first (sending through the allocation also opens its permission for the peer's address,
+  // so that the peer's own dials to the relayed address get through).
+  const sources: { via?: PacketSocket; delay: number }[] = [
+    { delay: 0 },
+    ...manager.packetSockets.map((via) => ({ via, delay: TURN_DIAL_DELAY_MS })),
+  ];
   for (const addr of addrs) {
-    for (const at of DIAL_SCHEDULE_MS) {
-      if (at >= timeoutMs) break;
-      attempts.push(
-        (async () => {
-          await sleep(at, signal);
-          const session = await manager.dialUdp(addr, { expectedPeer: target, signal });
-          won.resolve(session);
-        })().catch((error) => {
-          if (!signal.aborted && errors.length < 8) errors.push(`${formatUdpAddr(addr)}: ${(error as Error).message}`);
-        }),
-      );
+    for (const { via, delay } of sources) {
+      if (via && !publicSide.has(udpAddrKey(addr))) continue;
+      for (const at of DIAL_SCHEDULE_MS) {
+        if (at + delay >= timeoutMs) break;
+        attempts.push(
+          (async () => {
+            await sleep(at + delay, signal);
+            const session = await manager.dialUdp(addr, { expectedPeer: target, signal, via });
+            won.resolve(session);
+          })().catch((error) => {
+            if (!signal.aborted && errors.length < 8) {
+              errors.push(`${formatUdpAddr(addr)}: ${(error as Error).message}`);
+            }
+          }),
+        );
+      }
     }
   }
   // The peer punches too: its handshake may complete first, as an inbound session.
@@ -639,4 +667,18 @@ function timeoutMessage(target: string, addrs: UdpAddr[], errors: string[], ms: 
 function refusalName(code: number): keyof typeof PunchRefusal {
   const found = (Object.keys(PunchRefusal) as (keyof typeof PunchRefusal)[]).find((k) => PunchRefusal[k] === code);
   return found ?? "REFUSED";
+}
+
+/** Whether an IP literal is private, loopback or link-local (RFC 1918, RFC 6598, RFC 4193, RFC 4291): not routable from a public TURN server. */
+function isPrivateIp(hostname: string): boolean {
+  const ip = parseIp(hostname);
+  if (!ip) return true;
+  if (ip.length === 4) {
+    const [a, b] = ip;
+    return a === 10 || a === 127 || (a === 172 && b >= 16 && b < 32) || (a === 192 && b === 168) ||
+      (a === 169 && b === 254) || (a === 100 && b >= 64 && b < 128) || a === 0;
+  }
+  const first = ip[0], second = ip[1];
+  const loopback = ip.every((v, i) => (i < 15 ? v === 0 : v === 1));
+  return loopback || (first & 0xfe) === 0xfc || (first === 0xfe && (second & 0xc0) === 0x80);
 }

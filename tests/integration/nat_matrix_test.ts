@@ -35,3 +35,31 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "NAT matrix with TURN: where no direct path exists, the nodes' own TURN allocations carry the session",
+  ignore: reason !== null,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using lab = await NatLab.up({ upnp: false });
+    // R introduces but does not relay: the only way between symmetric NATs is coturn.
+    const cells = await runMatrix(lab, {
+      repeats: 1,
+      turn: true,
+      pairs: [["prc", "prc"], ["prc", "sym"], ["sym", "sym"]],
+    });
+    console.log(formatMatrix(cells));
+    for (const cell of cells) {
+      const name = `${cell.natA}/${cell.natB}`;
+      ok(cell.path !== "failed", `${name} failed: ${cell.error}`);
+      ok(cell.delivered, `${name}: the message did not arrive`);
+      if (directExpected(cell.natA, cell.natB)) equal(cell.path, "direct", name);
+      else {
+        equal(cell.path, "relayed", name);
+        equal(cell.transport, "turn", name);
+      }
+      ok(cell.medianMs! < 2_000, `${name}: ${cell.medianMs} ms to a working path`);
+    }
+  },
+});

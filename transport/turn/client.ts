@@ -98,6 +98,11 @@ export const TURN_RC: number = STUN_RC;
 export const TURN_RM: number = STUN_RM;
 /** RFC 8489 section 6.2.2: transaction timeout over TCP. */
 export const TURN_TCP_TIMEOUT_MS: number = STUN_TCP_TIMEOUT_MS;
+/** The allocation of this process on each shared socket (one 5-tuple, one allocation). */
+const liveOnSocket = new WeakMap<UdpSocket, TurnAllocation>();
+/** Allocate attempts after 437 Allocation Mismatch, and the pause between them (see `_start`). */
+const ALLOCATE_MISMATCH_TRIES = 4;
+const ALLOCATE_MISMATCH_PAUSE_MS = 1_200;
 /** RFC 8656 section 7.2: the default allocation lifetime, in seconds. */
 export const TURN_DEFAULT_LIFETIME_S = 600;
 /** RFC 8656 section 9: a permission lives 300 s; we refresh it after 4 minutes. */
@@ -463,10 +468,34 @@ export class TurnAllocation implements PacketSocket, AsyncDisposable {
     const signal = this.#options.signal;
     this.#link = transport === "tcp" ? await this.#connectTcp(signal) : this.#attachUdp();
     this.#requestedLifetime = lifetime;
-    const response = await this.#request(TURN_METHOD_ALLOCATE, (m) => {
-      addStunAttribute(m, REQUESTED_TRANSPORT, TURN_TRANSPORT_UDP);
-      addStunAttribute(m, LIFETIME, lifetime);
-    }, { signal, allocate: true });
+    const allocate = () =>
+      this.#request(TURN_METHOD_ALLOCATE, (m) => {
+        addStunAttribute(m, REQUESTED_TRANSPORT, TURN_TRANSPORT_UDP);
+        addStunAttribute(m, LIFETIME, lifetime);
+      }, { signal, allocate: true });
+    let response: DecodedStunMessage;
+    for (let attempt = 1;; attempt++) {
+      try {
+        response = await allocate();
+        break;
+      } catch (error) {
+        // 437 Allocation Mismatch (RFC 8656 section 7.2): the server still holds an allocation of this 5-tuple, one
+        // a previous run of the node left (a restart on the same port within the old allocation's lifetime, or just
+        // after it deleted it: coturn forgets a deleted allocation on its next one-second tick). A shared socket
+        // cannot move to another port, so that allocation is deleted (a Refresh with LIFETIME 0 under the same
+        // credentials, from the same 5-tuple) and the Allocate made again after a pause, a few times.
+        // Only when no allocation of this process lives on the socket: then the mismatch is one left by another
+        // process (a second allocation on a live one's 5-tuple is refused, as the server says).
+        const shared = this.#options.socket;
+        const mine = shared ? liveOnSocket.get(shared) : undefined;
+        if (!(error instanceof TurnError && error.code === 437) || attempt >= ALLOCATE_MISMATCH_TRIES || mine) {
+          throw error;
+        }
+        await this.#request(TURN_METHOD_REFRESH, (m) => addStunAttribute(m, LIFETIME, 0), { signal }).catch(() => {});
+        await new Promise((resolve) => setTimeout(resolve, ALLOCATE_MISMATCH_PAUSE_MS));
+        signal?.throwIfAborted();
+      }
+    }
     const relayed = this.#read(response, XOR_RELAYED_ADDRESS);
     const mapped = this.#read(response, XOR_MAPPED_ADDRESS);
     if (!relayed || !mapped) {
@@ -474,12 +503,16 @@ export class TurnAllocation implements PacketSocket, AsyncDisposable {
     }
     this.#relayed = relayed;
     this.#mapped = mapped;
+    const shared = this.#options.socket;
+    if (shared) liveOnSocket.set(shared, this);
     this.#granted(this.#read(response, LIFETIME) ?? TURN_DEFAULT_LIFETIME_S);
   }
 
   /** @internal Stops everything and releases the link, without telling the server. */
   async _release(): Promise<void> {
     this.#closed = true;
+    const shared = this.#options.socket;
+    if (shared && liveOnSocket.get(shared) === this) liveOnSocket.delete(shared);
     this.#stopTimers();
     const error = new TransportError("The TURN allocation is closed");
     for (const pending of [...this.#pending.values()]) pending.reject(error);

@@ -56,7 +56,7 @@ export function stateRoutes(app: ApiApp, ctx: ApiContext): void {
     const active = node.identity;
     const sessions = node.peers.sessions().length;
     const key =
-      `${active.nodeId} ${node.identities.size} ${node.log.length} ${sample.at} ${ctx.listeners.tcp} ${sessions} ${node.reachability.version}`;
+      `${active.nodeId} ${node.identities.size} ${node.log.length} ${sample.at} ${ctx.listeners.tcp} ${sessions} ${node.reachability.version} ${node.traversal.turnState()?.relayed}`;
     if (body?.key !== key) {
       const head = JSON.stringify({ version: VERSION, pid: Deno.pid, startedAt: node.startedAt });
       const tail = JSON.stringify({
@@ -65,7 +65,7 @@ export function stateRoutes(app: ApiApp, ctx: ApiContext): void {
         api: ctx.listeners,
         listen: node.peers.listening,
         sessions,
-        reachability: node.reachability.state(),
+        reachability: { ...node.reachability.state(), turn: node.traversal.turnState() },
         permissions: ctx.permissions,
         storage: { ...sample.storage, logEntries: node.log.length },
         memory: sample.memory,
