@@ -14,7 +14,7 @@
 
 import type { PeerManager } from "../peers/manager.ts";
 import { discoverNatBehavior, type NatBehavior, StunClient, StunServer } from "../../transport/stun/mod.ts";
-import { PortMapper, type PortMapping } from "../../transport/portmap/mod.ts";
+import type { PortMapper, PortMapperOptions, PortMapping } from "../../transport/portmap/mod.ts";
 import { formatUdpAddr, parseUdpAddr, type UdpAddr, udpAddrKey, type UdpSocket } from "../../transport/udp.ts";
 
 /** A new check this often. */
@@ -27,7 +27,7 @@ export interface ReachabilityOptions {
   /** Ask the router to map the node's UDP (and TCP) listen ports (default false: it talks to the default gateway). */
   portMapping?: boolean;
   /** Options of the port mapper (gateway, methods, reserved external addresses in labs). */
-  portMapperOptions?: ConstructorParameters<typeof PortMapper>[0];
+  portMapperOptions?: PortMapperOptions;
   /** Answer STUN Binding requests on the node's UDP socket (default true). */
   serveStun?: boolean;
   /** Receives one line per finding or failure. */
@@ -254,6 +254,9 @@ export class Reachability {
   }
 
   async #mapPorts(): Promise<void> {
+    // Loaded only when asked for: most nodes never map ports, and the module (with its XML parser) costs memory.
+    const { PortMapper } = await import("../../transport/portmap/mod.ts");
+    if (this.#closed) return;
     const mapper = this.#mapper = new PortMapper({
       log: this.#options.log,
       ...this.#options.portMapperOptions,

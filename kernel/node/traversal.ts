@@ -15,7 +15,7 @@ import { type Candidate, punch, type PunchService, servePunch, upgradeRelayed } 
 import { relayConnect, type RelayOptions, type RelayService, serveRelay } from "../peers/relay.ts";
 import type { Reachability } from "./reachability.ts";
 import { DialError } from "../../transport/errors.ts";
-import { type TurnAllocation, TurnClient } from "../../transport/turn/mod.ts";
+import type { TurnAllocation } from "../../transport/turn/mod.ts";
 import { formatUdpAddr, parseUdpAddr } from "../../transport/udp.ts";
 
 /** A relayed session is started beside the punch when no direct path opened after this long (ms). */
@@ -142,6 +142,8 @@ export class Traversal {
     this.#turn = state;
     try {
       const socket = turn.transport === "tcp" ? undefined : await this.#peers.ensureUdpSocket();
+      // Loaded only with --turn.
+      const { TurnClient } = await import("../../transport/turn/mod.ts");
       const allocation = await TurnClient.allocate({
         server: parseUdpAddr(turn.server),
         transport: turn.transport ?? "udp",
