@@ -36,6 +36,9 @@ const COVERED = [
   "nz_dgram_01.json",
   // Run by tests/transport/stun/message_test.ts.
   "rfc5769_stun.json",
+  // Run by tests/kernel/peers/peer_vectors_test.ts.
+  "nz_punch_01.json",
+  "nz_relay_01.json",
 ];
 
 Deno.test("spec/vectors holds no JSON file that this test leaves out", () => {
