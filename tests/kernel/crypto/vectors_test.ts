@@ -39,6 +39,8 @@ const COVERED = [
   // Run by tests/kernel/peers/peer_vectors_test.ts.
   "nz_punch_01.json",
   "nz_relay_01.json",
+  // Run by tests/kernel/runtime/plugin_vectors_test.ts.
+  "nz_plugin_01.json",
 ];
 
 Deno.test("spec/vectors holds no JSON file that this test leaves out", () => {
