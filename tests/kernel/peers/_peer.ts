@@ -1,6 +1,6 @@
 /**
- * A node for the relay and hole-punching tests: a peer manager with an
- * in-memory encrypted store, its events recorded (as in manager_test.ts).
+ * A node for the peer tests: a peer manager with an in-memory encrypted store
+ * and its events recorded.
  */
 
 import { Identity } from "../../../kernel/identity/identity.ts";
@@ -23,11 +23,14 @@ export interface TestPeer extends AsyncDisposable {
 
 let names = 0;
 
-/** Makes a node. */
-export async function peer(options: Partial<Omit<PeerManagerOptions, "identity">> = {}): Promise<TestPeer> {
+/** Makes a node (policy `any` unless told otherwise); `as` gives it an identity of the test's. */
+export async function peer(
+  options: { as?: Identity } & Partial<Omit<PeerManagerOptions, "identity">> = {},
+): Promise<TestPeer> {
   const store = await EncryptedStore.open(undefined, crypto.getRandomValues(new Uint8Array(32)));
   const book = await AddressBook.open(store);
-  const identity = Identity.generate(`node${++names}`);
+  const { as, ...managerOptions } = options;
+  const identity = as ?? Identity.generate(`node${++names}`);
   const events: TestPeer["events"] = [];
   const waiters: { type: string; test: (d: Record<string, unknown>) => boolean; resolve: (d: never) => void }[] = [];
   const manager = new PeerManager({
@@ -35,7 +38,7 @@ export async function peer(options: Partial<Omit<PeerManagerOptions, "identity">
     book,
     transports: [new MemoryTransport(), new TcpTransport()],
     policy: "any",
-    ...options,
+    ...managerOptions,
     events: (type, data) => {
       events.push({ type, data });
       for (const w of [...waiters]) {

@@ -2,66 +2,14 @@ import { deepStrictEqual as eql, equal, ok, rejects } from "node:assert/strict";
 import { fromUtf8, utf8 } from "../../../kernel/bytes.ts";
 import { PeerMismatchError } from "../../../kernel/channel/errors.ts";
 import { Identity } from "../../../kernel/identity/identity.ts";
-import { AddressBook } from "../../../kernel/peers/address_book.ts";
-import { PeerManager, type PeerManagerOptions, type PeerPolicy } from "../../../kernel/peers/manager.ts";
-import { EncryptedStore } from "../../../kernel/storage/encrypted_kv.ts";
-import { MemoryTransport } from "../../../transport/memory.ts";
-import { TcpTransport } from "../../../transport/tcp.ts";
+import type { PeerManagerOptions } from "../../../kernel/peers/manager.ts";
+import { memoryAddress, peer as testPeer, type TestPeer } from "./_peer.ts";
 
-interface TestPeer extends AsyncDisposable {
-  identity: Identity;
-  manager: PeerManager;
-  book: AddressBook;
-  events: { type: string; data: Record<string, unknown> }[];
-  /** Resolves with the first event of `type` (already seen or to come) matching `test`. */
-  next(type: string, test?: (data: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
-}
-
-let names = 0;
-
-async function peer(
-  options: { policy?: PeerPolicy; as?: Identity } & Partial<Omit<PeerManagerOptions, "identity">> = {},
+/** A node as the peer manager's own tests want it: the default policy (`tofu`) and quick redials. */
+function peer(
+  options: { as?: Identity } & Partial<Omit<PeerManagerOptions, "identity">> = {},
 ): Promise<TestPeer> {
-  const store = await EncryptedStore.open(undefined, crypto.getRandomValues(new Uint8Array(32)));
-  const book = await AddressBook.open(store);
-  const identity = options.as ?? Identity.generate(`peer${++names}`);
-  const events: TestPeer["events"] = [];
-  const waiters: { type: string; test: (d: Record<string, unknown>) => boolean; resolve: (d: never) => void }[] = [];
-  const manager = new PeerManager({
-    identity: () => identity,
-    book,
-    transports: [new MemoryTransport(), new TcpTransport()],
-    reconnect: { baseDelayMs: 20, maxDelayMs: 100 },
-    ...options,
-    events: (type, data) => {
-      events.push({ type, data });
-      for (const w of [...waiters]) {
-        if (w.type === type && w.test(data)) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(data as never);
-        }
-      }
-    },
-  });
-  return {
-    identity,
-    manager,
-    book,
-    events,
-    next(type, test = () => true) {
-      const seen = events.find((e) => e.type === type && test(e.data));
-      if (seen) return Promise.resolve(seen.data);
-      return new Promise((resolve) => waiters.push({ type, test, resolve }));
-    },
-    async [Symbol.asyncDispose]() {
-      await manager.close();
-      store.close();
-    },
-  };
-}
-
-function memoryAddress(): string {
-  return `memory://peers-test-${crypto.randomUUID()}`;
+  return testPeer({ policy: "tofu", reconnect: { baseDelayMs: 20, maxDelayMs: 100 }, ...options });
 }
 
 Deno.test("two nodes connect, see each other's identity, and exchange messages", async () => {
