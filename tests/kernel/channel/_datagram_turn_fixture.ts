@@ -13,31 +13,11 @@ import { performHandshake } from "../../../kernel/channel/handshake.ts";
 import { Identity } from "../../../kernel/identity/identity.ts";
 import { TurnClient } from "../../../transport/turn/mod.ts";
 import { UdpSocket } from "../../../transport/udp.ts";
+import { pattern, readAll } from "./_datagram.ts";
 
 const args = JSON.parse(Deno.args[0]) as { port: number; transport: "udp" | "tcp" };
 const alice = Identity.generate("alice");
 const bob = Identity.generate("bob");
-
-function pattern(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed;
-  for (let i = 0; i < length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
-
-async function readAll(session: DatagramSession, length: number): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
-  for (let at = 0; at < length;) {
-    const chunk = await session.read();
-    if (chunk === null) throw new Error(`ended after ${at} of ${length} bytes`);
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
-}
 
 const allocation = await TurnClient.allocate({
   server: { hostname: "127.0.0.1", port: args.port },

@@ -6,6 +6,7 @@ import { performHandshake } from "../../../kernel/channel/handshake.ts";
 import { createFrameIO } from "../../../transport/framing.ts";
 import { type UdpAddr, UdpSocket } from "../../../transport/udp.ts";
 import { Identity } from "../../../kernel/identity/identity.ts";
+import { pattern, readAll } from "./_datagram.ts";
 
 const alice = Identity.generate("alice");
 const bob = Identity.generate("bob");
@@ -135,28 +136,6 @@ async function pair(
       await path?.close();
     },
   };
-}
-
-async function readAll(session: DatagramSession, length: number): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
-  let at = 0;
-  while (at < length) {
-    const chunk = await session.read();
-    if (chunk === null) throw new Error(`ended after ${at} of ${length} bytes`);
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
-}
-
-function pattern(length: number, seed = 7): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed;
-  for (let i = 0; i < length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    out[i] = x >>> 24;
-  }
-  return out;
 }
 
 Deno.test("datagram: a handshake over UDP gives two sessions carrying bytes both ways", async () => {
