@@ -23,6 +23,21 @@ async function run(cmd: string, args: string[]): Promise<string> {
   return r.stdout;
 }
 
+/** coturn's `turnutils_stunclient` against 127.0.0.1:`port` in `ns`, ended after `seconds` (it may wait forever). */
+function stunclient(ns: string, port: number, seconds: number) {
+  return output("ip", [
+    "netns",
+    "exec",
+    ns,
+    "timeout",
+    `${seconds}`,
+    "turnutils_stunclient",
+    "-p",
+    `${port}`,
+    "127.0.0.1",
+  ]);
+}
+
 async function skipReason(): Promise<string | null> {
   if (Deno.build.os !== "linux") return "Linux network namespaces are needed";
   if (Deno.uid() !== 0) return "needs root (ip netns)";
@@ -152,17 +167,7 @@ Deno.test({
         async () => {
           const server = await startOurServer(ns, false);
           // stunclient then asks for RESPONSE-PORT, which our server refuses (420) by default: it waits, so `timeout`.
-          const r = await output("ip", [
-            "netns",
-            "exec",
-            ns,
-            "timeout",
-            "5",
-            "turnutils_stunclient",
-            "-p",
-            `${server.addrs.primary.port}`,
-            "127.0.0.1",
-          ]);
+          const r = await stunclient(ns, server.addrs.primary.port, 5);
           const stats = await server.stop();
           match(r.stdout, /UDP reflexive addr: 127\.0\.0\.1:\d+/);
           match(r.stdout, new RegExp(`Response origin: : 127\\.0\\.0\\.1:${server.addrs.primary.port}`));
@@ -174,17 +179,7 @@ Deno.test({
 
       await t.step("turnutils_stunclient completes its RFC 5780 exchange when RESPONSE-PORT is enabled", async () => {
         const server = await startOurServer(ns, true);
-        const r = await output("ip", [
-          "netns",
-          "exec",
-          ns,
-          "timeout",
-          "10",
-          "turnutils_stunclient",
-          "-p",
-          `${server.addrs.primary.port}`,
-          "127.0.0.1",
-        ]);
+        const r = await stunclient(ns, server.addrs.primary.port, 10);
         const stats = await server.stop();
         equal(r.code, 0, r.stdout + r.stderr);
         match(r.stdout, /RFC 5780 response 3/);
