@@ -1,38 +1,11 @@
 import { deepStrictEqual as eql, equal, match, ok } from "node:assert/strict";
-import { createApp } from "../../../kernel/api/app.ts";
 import { APPROVAL_HEADER, routeRule, UNGATED_ROUTES } from "../../../kernel/api/gate.ts";
 import { Node } from "../../../kernel/node/node.ts";
 import type { DecisionEntry } from "../../../kernel/policy/decision_log.ts";
 import { DEFAULT_POLICIES } from "../../../kernel/policy/defaults.ts";
+import { appUnderTest } from "./_app.ts";
 
-async function setup() {
-  const dir = await Deno.makeTempDir({ prefix: "nzcore-api-gate-" });
-  const node = await Node.open({ dataDir: dir });
-  const app = createApp({ node, listeners: { tcp: null, socket: null }, permissions: {} });
-  const admin = await node.tokens.create("admin", { persist: false });
-  const request = (
-    path: string,
-    init: { method?: string; json?: unknown; token?: string; headers?: Record<string, string> } = {},
-  ) => {
-    const headers = new Headers({ authorization: `Bearer ${init.token ?? admin.token}`, ...init.headers });
-    let body: string | undefined;
-    if (init.json !== undefined) {
-      headers.set("content-type", "application/json");
-      body = JSON.stringify(init.json);
-    }
-    return app.request(path, { method: init.method ?? "GET", headers, body });
-  };
-  return {
-    node,
-    app,
-    admin,
-    request,
-    async [Symbol.asyncDispose]() {
-      await node.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
+const setup = appUnderTest;
 
 /** The logged decisions of `principal`, as `[action, resource, outcome]`. */
 async function decisions(node: Node, principal: string): Promise<[string, string, string][]> {

@@ -1,31 +1,7 @@
 import { deepStrictEqual as eql, equal, match, ok } from "node:assert/strict";
-import { createApp } from "../../../kernel/api/app.ts";
-import { Node } from "../../../kernel/node/node.ts";
+import { appUnderTest } from "./_app.ts";
 
-async function setup(dataDir?: string) {
-  const dir = dataDir ?? await Deno.makeTempDir({ prefix: "nzcore-api-policy-" });
-  const node = await Node.open({ dataDir: dir });
-  const app = createApp({ node, listeners: { tcp: null, socket: null }, permissions: {} });
-  const admin = await node.tokens.create("admin", { persist: false });
-  const request = (path: string, init: { method?: string; json?: unknown } = {}) => {
-    const headers = new Headers({ authorization: `Bearer ${admin.token}` });
-    let body: string | undefined;
-    if (init.json !== undefined) {
-      headers.set("content-type", "application/json");
-      body = JSON.stringify(init.json);
-    }
-    return app.request(path, { method: init.method ?? "GET", headers, body });
-  };
-  return {
-    node,
-    dir,
-    request,
-    async [Symbol.asyncDispose]() {
-      await node.close();
-      if (!dataDir) await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
+const setup = appUnderTest;
 
 const write = {
   principal: { type: "service", id: "backup" },
