@@ -27,6 +27,7 @@ export const RULES: LayerRule[] = [
   { from: "kernel/storage", forbidden: ["kernel/node", "kernel/api"] },
   { from: "kernel/identity", forbidden: ["kernel/node", "kernel/api"] },
   { from: "kernel/policy", forbidden: ["kernel/node", "kernel/api"] },
+  { from: "kernel/discovery", forbidden: ["kernel/node", "kernel/api", "kernel/runtime"] },
 ];
 
 /** An import that breaks a rule. */

@@ -23,3 +23,5 @@ export const AD_MASTER = "nzcore/v1/master";
 export const AD_IDENTITY_EXPORT = "nzcore/v1/identity-export";
 /** Domain prefix of an event log checkpoint signature. */
 export const SIG_LOG_CHECKPOINT = "nzcore/v1/log/checkpoint";
+/** Domain prefix of an NZ-RECORD-01 signed record's signature (a zero byte follows it). */
+export const SIG_RECORD = "nzcore/v1/record";
