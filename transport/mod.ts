@@ -39,6 +39,7 @@ export { DEFAULT_DIAL_TIMEOUT_MS, TcpTransport, type TcpTransportOptions } from 
 export * from "./websocket.ts";
 export * from "./memory.ts";
 export * from "./udp.ts";
+export * from "./memory_datagram.ts";
 export { canonicalIp, formatIp, parseIp } from "./ip.ts";
 export * from "./stun/mod.ts";
 export * from "./portmap/mod.ts";
