@@ -186,6 +186,52 @@ export interface IntroductionOutcome {
   reason?: string;
 }
 
+/** What {@linkcode checkIntroduction} finds. */
+export type CheckedIntroduction =
+  | { status: "valid"; record: SignedRecord; nodeId: string; addresses: string[] }
+  | {
+    status: "malformed" | "forged" | "expired" | "too-long-lived" | "wrong-signer" | "invalid-target";
+    reason: string;
+    record?: SignedRecord;
+  };
+
+/**
+ * Checks an introduction as a receiver must before its policy is asked (NZ-INTRODUCE-01 section "Receiver", steps 2
+ * to 4): the record opens (NZ-RECORD-01 section 1) and is an introduction, the introducer signed it, and it
+ * introduces neither the receiver nor the introducer.
+ *
+ * @param message The INTRODUCTION message: the record's bytes.
+ * @param context The introducer's public key (the session's peer), the receiver's node ID, and the time.
+ * @returns `valid` with the introduced node, or the refusal's status and reason.
+ */
+export function checkIntroduction(
+  message: Uint8Array,
+  context: { introducer: Uint8Array; self: string; now?: number },
+): CheckedIntroduction {
+  if (message.length > MAX_RECORD_SIZE) {
+    return { status: "malformed", reason: `${message.length} bytes, at most ${MAX_RECORD_SIZE}` };
+  }
+  let record: SignedRecord;
+  try {
+    record = openRecord(message, context.now ?? Date.now());
+  } catch (error) {
+    if (error instanceof RecordError) return { status: error.reason, reason: error.message };
+    return { status: "malformed", reason: (error as Error).message };
+  }
+  if (record.kind !== "introduction") {
+    return { status: "malformed", reason: `a ${record.kind} record, not an introduction` };
+  }
+  if (!timingSafeEqual(record.publicKey, context.introducer)) {
+    return { status: "wrong-signer", reason: "the record is not signed by the introducer", record };
+  }
+  const nodeId = nodeIdOf(record.name);
+  if (nodeId === context.self) return { status: "invalid-target", reason: "it introduces the receiver itself", record };
+  if (timingSafeEqual(record.name, context.introducer)) {
+    return { status: "invalid-target", reason: "it introduces the introducer itself", record };
+  }
+  return { status: "valid", record, nodeId, addresses: decodeAddresses(record.value) };
+}
+
 /** Options of {@linkcode serveIntroductions}. */
 export interface ServeIntroductionsOptions {
   /** Whose introductions to follow (default `trusted`). */
@@ -271,7 +317,7 @@ export class IntroductionService {
     dialing.finally(() => this.#tracked.delete(dialing));
   }
 
-  /** Checks an introduction (section "Receiver") and picks the answer; `dial` when the receiver is to dial. */
+  /** Picks the answer (section "Receiver"); `dial` when the receiver is to dial. */
   #decide(message: Uint8Array, session: Session): {
     answer: { status: IntroductionStatus; reason: string };
     record?: SignedRecord;
@@ -285,26 +331,14 @@ export class IntroductionService {
     if (!this.#admit(session.nodeId)) {
       return refuse("rate-limited", `more than ${this.#rate} introductions in a minute`);
     }
-    // 2. The record opens (NZ-RECORD-01 section 1) and is an introduction.
-    if (message.length > MAX_RECORD_SIZE) {
-      return refuse("malformed", `${message.length} bytes, at most ${MAX_RECORD_SIZE}`);
-    }
-    let record: SignedRecord;
-    try {
-      record = openRecord(message, (this.#options.now ?? Date.now)());
-    } catch (error) {
-      if (error instanceof RecordError) return refuse(error.reason, error.message);
-      return refuse("malformed", (error as Error).message);
-    }
-    if (record.kind !== "introduction") return refuse("malformed", `a ${record.kind} record, not an introduction`);
-    // 3. Signed by the introducer.
-    if (!timingSafeEqual(record.publicKey, session.peer.publicKey)) {
-      return refuse("wrong-signer", "the record is not signed by the introducer", record);
-    }
-    // 4. About a third node.
-    const nodeId = nodeIdOf(record.name);
-    if (nodeId === this.#options.self()) return refuse("invalid-target", "it introduces this node itself", record);
-    if (nodeId === session.nodeId) return refuse("invalid-target", "it introduces the introducer itself", record);
+    // 2-4. The record opens, is the introducer's, and introduces a third node.
+    const checked = checkIntroduction(message, {
+      introducer: session.peer.publicKey,
+      self: this.#options.self(),
+      now: (this.#options.now ?? Date.now)(),
+    });
+    if (checked.status !== "valid") return refuse(checked.status, checked.reason, checked.record);
+    const { record, nodeId, addresses } = checked;
     // 5. Not connected already.
     if (this.#peers.sessions().some((s) => s.nodeId === nodeId)) {
       return { answer: { status: "connected", reason: "" }, record };
@@ -317,11 +351,7 @@ export class IntroductionService {
     if (this.#dials >= (this.#options.maxDials ?? DEFAULT_MAX_DIALS)) {
       return refuse("rate-limited", "too many introductions are being dialed", record);
     }
-    return {
-      answer: { status: "dialing", reason: "" },
-      record,
-      dial: { nodeId, addresses: decodeAddresses(record.value) },
-    };
+    return { answer: { status: "dialing", reason: "" }, record, dial: { nodeId, addresses } };
   }
 
   get #rate(): number {
