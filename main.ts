@@ -10,6 +10,8 @@ import { base64 } from "@scure/base";
 import { resolve } from "node:path";
 import { Command, CommanderError, Option } from "commander";
 import { NodeClient, NoNodeError } from "./kernel/cli/client.ts";
+import { renderQr } from "./kernel/cli/qr.ts";
+import { INTRODUCTION_POLICIES, type IntroductionPolicy } from "./kernel/discovery/introduction.ts";
 import { startDaemon } from "./kernel/daemon.ts";
 import {
   DEFAULT_API,
@@ -147,6 +149,15 @@ function reachabilityLines(r: ReachabilityView): string[] {
   return lines;
 }
 
+interface IntroductionView {
+  to: string;
+  peer: string;
+  addresses: string[];
+  status: string;
+  accepted: boolean;
+  reason: string;
+}
+
 interface TokenView {
   id: string;
   name: string;
@@ -230,9 +241,16 @@ export function buildProgram(): Command {
       "a TURN server to allocate a relayed address on (turn://USER:PASSWORD@IP:PORT[?transport=tcp]); peers behind " +
         "NATs that defeat hole punching reach the node there",
     )
+    .addOption(
+      new Option(
+        "--introductions <POLICY>",
+        "whose peer introductions to follow by dialing the introduced node: trusted (known introducer or node), any, off",
+      ).choices([...INTRODUCTION_POLICIES]).default("trusted"),
+    )
     .option("--name <NAME>", "name of the first identity, on first start", "default")
     .action(async (
       opts: {
+        introductions: IntroductionPolicy;
         passphraseEnv?: string;
         api: string | false;
         listen?: string[] | false;
@@ -255,6 +273,7 @@ export function buildProgram(): Command {
         api,
         listen,
         peerPolicy: opts.peerPolicy,
+        introductions: opts.introductions,
         identityName: opts.name,
         reachability: { stunServers: opts.stun ?? [], portMapping: opts.portMapping ?? false },
         traversal: {
@@ -391,6 +410,26 @@ export function buildProgram(): Command {
         });
       },
     );
+
+  identity.command("uri")
+    .description("print the node's nz:// URI: its DID and the addresses other nodes may reach it at")
+    .option("--json", "print JSON")
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const u = await client.request<{ uri: string }>("GET", "/v1/identity/uri");
+        print(u, !!opts.json, () => u.uri);
+      });
+    });
+  identity.command("qr")
+    .description("print the node's nz:// URI as a QR code to scan (nzcore connect nz://... dials it)")
+    .option("--uri-only", "print the URI alone, without the QR code")
+    .option("--invert", "for a terminal with a light background")
+    .action(async (opts: { uriOnly?: boolean; invert?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const { uri } = await client.request<{ uri: string }>("GET", "/v1/identity/uri");
+        console.log(opts.uriOnly ? uri : `${renderQr(uri, { invert: opts.invert })}\n${uri}`);
+      });
+    });
 
   const token = program.command("token").description("manage API tokens");
   token.command("create <name>")
@@ -549,6 +588,26 @@ export function buildProgram(): Command {
           body,
         );
         console.log(`Sent ${sent.bytes} bytes to ${sent.nodeId}`);
+      });
+    });
+
+  program.command("introduce <to> <peer>")
+    .description(
+      "introduce a known peer to a connected one: it gets a signed introduction (identity and addresses) and, if its " +
+        "policy follows it, dials the peer",
+    )
+    .option("--json", "print JSON")
+    .action(async (to: string, peer: string, opts: { json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const r = await client.request<IntroductionView>("POST", "/v1/peers/introduce", { to, peer });
+        print(r, !!opts.json, () => {
+          const what = `${r.peer.slice(0, 16)} (${r.addresses.length} addresses) to ${r.to.slice(0, 16)}`;
+          const why = r.reason ? `: ${r.reason}` : "";
+          return r.accepted
+            ? `Introduced ${what}: ${r.status}${why}`
+            : `Introduction of ${what} refused (${r.status})${why}`;
+        });
+        if (!r.accepted) Deno.exitCode = 1;
       });
     });
 

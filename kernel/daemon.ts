@@ -15,6 +15,7 @@
 import { dirname, join } from "node:path";
 import { utf8 } from "./bytes.ts";
 import { createApp } from "./api/app.ts";
+import { type IntroductionPolicy, type IntroductionService, serveIntroductions } from "./discovery/introduction.ts";
 import { API_SERVICE } from "./api/routes/services.ts";
 import { type ApiServers, serveApi } from "./api/server.ts";
 import { FILES, type HostPort } from "./node/config.ts";
@@ -40,6 +41,11 @@ export interface DaemonOptions extends NodeOptions {
   checkpointMs?: number;
   /** Transport addresses to listen on for other nodes (`tcp://HOST:PORT`, `udp://HOST:PORT`, `ws://HOST:PORT/PATH`). */
   listen?: readonly string[];
+  /**
+   * Whose peer introductions (NZ-INTRODUCE-01) the node follows by dialing the introduced node: `trusted` (default)
+   * when it knows the introducer or the introduced node, `any`, or `off`.
+   */
+  introductions?: IntroductionPolicy;
 }
 
 /** A running daemon. */
@@ -102,13 +108,23 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     plugins = await PluginManager.open(node, { start: false });
     const { all: permissions } = await queryPermissions();
     const app = createApp({ node, listeners, permissions, services, plugins });
+    let introductions: IntroductionService | undefined;
     services.register(builtin("transports"), {
       async start() {
         await node.peers.listen(options.listen ?? []);
+        introductions = serveIntroductions(node.peers, {
+          policy: options.introductions,
+          self: () => node.identity.nodeId,
+          known: (nodeId) => node.book.get(nodeId) !== undefined,
+          events: (type, data) => node.bus.publish(type, data),
+        });
         await node.reachability.start();
         node.traversal.start();
       },
-      stop: () => node.peers.unlisten(),
+      async stop() {
+        await introductions?.close();
+        await node.peers.unlisten();
+      },
       // Every listen address is still bound, and the UDP socket (sessions, STUN, punching) is open.
       health() {
         const udp = node.peers.udpSocket;

@@ -25,6 +25,7 @@ import { approvalRoutes } from "./routes/approvals.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { identityRoutes } from "./routes/identities.ts";
+import { introductionRoutes } from "./routes/introductions.ts";
 import { stateRoutes } from "./routes/state.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
 import { peerRoutes } from "./routes/peers.ts";
@@ -99,6 +100,7 @@ export function createApp(ctx: ApiContext, options: AppOptions = {}): ApiHandler
   identityRoutes(app, ctx);
   tokenRoutes(app, ctx);
   peerRoutes(app, ctx);
+  introductionRoutes(app, ctx);
   serviceRoutes(app, ctx);
   approvalRoutes(app, ctx);
   policyRoutes(app, ctx);

@@ -124,6 +124,9 @@ const RULES: ReadonlyMap<string, RouteRule> = new Map([
   ],
   ["DELETE /v1/peers/:id", rule("peer.disconnect", "peer", param("id"))],
   ["POST /v1/peers/:id/messages", rule("peer.send", "peer", param("id"))],
+  // An introduction sends `to` a signed message naming `peer` and its addresses.
+  ["POST /v1/peers/introduce", rule("peer.send", "peer", field("to"))],
+  ["GET /v1/identity/uri", rule("node.state", "node", () => "uri")],
   ["POST /v1/policy/check", rule("approval.list", "policy", () => "check")],
   ["GET /v1/approvals", rule("approval.list", "approval", all)],
   ["GET /v1/approvals/:id", rule("approval.list", "approval", param("id"))],

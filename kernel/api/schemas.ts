@@ -195,7 +195,7 @@ export const PeersSchema = z.object({
 
 /** `POST /v1/peers`. */
 export const ConnectSchema = z.strictObject({
-  address: z.string().min(1).max(512).optional().openapi({
+  address: z.string().min(1).max(2048).optional().openapi({
     example: "tcp://192.0.2.7:7475",
     description: "The address to dial; leave it out to reach `peer` through `via` instead",
   }),
@@ -222,3 +222,37 @@ export const SendMessageSchema = z.union([
 export const PeerParam = z.object({
   id: z.string().min(1).max(128).openapi({ param: { name: "id", in: "path" }, example: "did:key:z6Mk..." }),
 });
+
+/** `POST /v1/peers/introduce`. */
+export const IntroduceSchema = z.strictObject({
+  to: z.string().min(1).max(128).openapi({
+    description: "The connected peer the introduction goes to (DID, node ID or a unique prefix)",
+  }),
+  peer: z.string().min(1).max(128).openapi({
+    description: "The peer introduced: a connected or known one (DID, node ID or a unique prefix)",
+  }),
+}).openapi("Introduce");
+
+/** The answer to `POST /v1/peers/introduce` (NZ-INTRODUCE-01 ANSWER). */
+export const IntroductionResultSchema = z.object({
+  to: z.string().openapi({ description: "The receiver's node ID" }),
+  peer: z.string().openapi({ description: "The introduced node's node ID" }),
+  did: z.string().openapi({ description: "The introduced node's DID" }),
+  addresses: z.array(z.string()).openapi({ description: "The addresses the introduction gave" }),
+  code: z.number().int().openapi({ description: "The ANSWER's status code: below 16 accepted" }),
+  status: z.string().openapi({ example: "dialing" }),
+  accepted: z.boolean(),
+  reason: z.string(),
+}).openapi("IntroductionResult");
+
+/** `GET /v1/identity/uri`. */
+export const NodeUriSchema = z.object({
+  uri: z.string().openapi({
+    example: "nz://z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp?addr=udp%3A%2F%2F192.0.2.7%3A7475",
+  }),
+  did: z.string(),
+  nodeId: z.string(),
+  addresses: z.array(z.string()).openapi({
+    description: "The URI's addresses: public ones first, then listen addresses",
+  }),
+}).openapi("NodeUri");

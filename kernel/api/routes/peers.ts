@@ -11,7 +11,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { base64 } from "@scure/base";
 import { utf8 } from "../../bytes.ts";
+import { isNzUri } from "../../discovery/nz_uri.ts";
 import { type ApiApp, type ApiContext, AUTH_RESPONSES, json } from "../context.ts";
+import { dialNzUri } from "./introductions.ts";
 import { ConnectSchema, ErrorSchema, PeerParam, PeersSchema, SendMessageSchema, SessionSchema } from "../schemas.ts";
 
 const list = createRoute({
@@ -92,6 +94,11 @@ export function peerRoutes(app: ApiApp, ctx: ApiContext): void {
       return c.json({ ...result.session.info(), method, elapsedMs, punchError }, 200);
     }
     if (body.address === undefined) throw new RangeError("Invalid request: give address, or peer and via");
+    if (isNzUri(body.address)) {
+      // nz://KEY?addr=...: its addresses in order, expecting its node (NZ-INTRODUCE-01 "nz:// URIs").
+      const session = await dialNzUri(ctx, body.address, { peer: body.peer, autoConnect: body.autoConnect ?? true });
+      return c.json(session.info(), 200);
+    }
     const session = await peers().connect(body.address, {
       expectedPeer: body.peer === undefined ? undefined : ctx.node.peerIdOf(body.peer),
       autoConnect: body.autoConnect ?? true,
