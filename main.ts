@@ -13,6 +13,7 @@ import { NodeClient, NoNodeError } from "./kernel/cli/client.ts";
 import { renderQr } from "./kernel/cli/qr.ts";
 import { INTRODUCTION_POLICIES, type IntroductionPolicy } from "./kernel/discovery/introduction.ts";
 import { startDaemon } from "./kernel/daemon.ts";
+import { LAN_MODES, type LanMode } from "./kernel/discovery/lan.ts";
 import {
   DEFAULT_API,
   DEFAULT_LISTEN,
@@ -226,6 +227,15 @@ export function buildProgram(): Command {
     )
     .option("--no-listen", "accept no connections from other nodes (dialing out still works)")
     .addOption(
+      new Option(
+        "--lan <MODE>",
+        "find nodes on the local network (mDNS / DNS-SD) and dial: known (those in the address book), any, or off " +
+          "(list them only)",
+      ).choices([...LAN_MODES]).default("known"),
+    )
+    .option("--no-lan", "no LAN discovery: the node sends no mDNS at all")
+    .option("--lan-interface <NAME>", "the interface for LAN discovery, a name or an IPv4 address (default all)")
+    .addOption(
       new Option("--peer-policy <POLICY>", "which peers to accept: any, tofu (trust on first use) or known")
         .choices([...PEER_POLICIES]).default("tofu"),
     )
@@ -255,6 +265,8 @@ export function buildProgram(): Command {
         api: string | false;
         listen?: string[] | false;
         peerPolicy: PeerPolicy;
+        lan: LanMode | false;
+        lanInterface?: string;
         stun?: string[];
         portMapping?: boolean;
         relay?: boolean;
@@ -273,6 +285,7 @@ export function buildProgram(): Command {
         api,
         listen,
         peerPolicy: opts.peerPolicy,
+        lan: opts.lan === false ? null : { mode: opts.lan, interface: opts.lanInterface },
         introductions: opts.introductions,
         identityName: opts.name,
         reachability: { stunServers: opts.stun ?? [], portMapping: opts.portMapping ?? false },
@@ -291,6 +304,7 @@ export function buildProgram(): Command {
       if (daemon.api.tcp) console.log(`  api:      http://${daemon.api.tcp}/v1 (bearer token required)`);
       console.log(`  socket:   ${daemon.api.socket}`);
       for (const address of node.peers.listening) console.log(`  listen:   ${address}`);
+      if (daemon.lan) console.log(`  lan:      mDNS _nzcore._udp, mode ${daemon.lan.mode}`);
       console.log(`  admin:    token in ${daemon.adminTokenPath}`);
       console.log("ready");
       await daemon.finished;
@@ -569,6 +583,30 @@ export function buildProgram(): Command {
           for (const k of offline) {
             const auto = k.autoConnect ? " (redialing)" : "";
             lines.push(`  ${k.nodeId.slice(0, 16)}  ${k.addresses[0] ?? "-"}  ${k.did}${auto}`);
+          }
+          return lines.join("\n");
+        });
+      });
+    });
+
+  program.command("lan")
+    .description("list the nodes found on the local network (mDNS / DNS-SD)")
+    .option("--json", "print JSON")
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const l = await client.request<{
+          enabled: boolean;
+          mode: string | null;
+          instance: string | null;
+          peers: { nodeId: string; did: string; addresses: string[]; known: boolean; dial: string; error?: string }[];
+        }>("GET", "/v1/lan");
+        print(l, !!opts.json, () => {
+          if (!l.enabled) return "LAN discovery is off (start the node without --no-lan)";
+          const lines = [`mode: ${l.mode}   announced as: ${l.instance ?? "(not announced)"}`];
+          lines.push(l.peers.length ? "found:" : "found: none");
+          for (const p of l.peers) {
+            const notes = (p.known ? "  known" : "") + (p.error ? ` (${p.error})` : "");
+            lines.push(`  ${p.nodeId.slice(0, 16)}  ${p.dial.padEnd(9)} ${p.addresses[0] ?? "-"}  ${p.did}${notes}`);
           }
           return lines.join("\n");
         });

@@ -15,6 +15,7 @@
 import { dirname, join } from "node:path";
 import { utf8 } from "./bytes.ts";
 import { createApp } from "./api/app.ts";
+import { LanDiscovery, type LanMode } from "./discovery/lan.ts";
 import { type IntroductionPolicy, type IntroductionService, serveIntroductions } from "./discovery/introduction.ts";
 import { API_SERVICE } from "./api/routes/services.ts";
 import { type ApiServers, serveApi } from "./api/server.ts";
@@ -42,6 +43,12 @@ export interface DaemonOptions extends NodeOptions {
   /** Transport addresses to listen on for other nodes (`tcp://HOST:PORT`, `udp://HOST:PORT`, `ws://HOST:PORT/PATH`). */
   listen?: readonly string[];
   /**
+   * LAN discovery over mDNS / DNS-SD (NZ-LAN-01): which peers found on the link to dial (`known`: those in the
+   * address book, `any`, `off`: list only) and the interface (a name or IPv4 address; default all). `null` or absent:
+   * no mDNS at all, nothing sent.
+   */
+  lan?: { mode: LanMode; interface?: string } | null;
+  /**
    * Whose peer introductions (NZ-INTRODUCE-01) the node follows by dialing the introduced node: `trusted` (default)
    * when it knows the introducer or the introduced node, `any`, or `off`.
    */
@@ -60,6 +67,8 @@ export interface Daemon {
   services: Supervisor;
   /** The node's plugins (NZ-PLUGIN-01). */
   plugins: PluginManager;
+  /** LAN discovery while the transports run with it (`options.lan`), else null. */
+  readonly lan: LanDiscovery | null;
   /** Resolves when the daemon has stopped. */
   finished: Promise<void>;
   /** Stops the API and closes the node; calling it again returns the same promise. */
@@ -104,10 +113,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       health: { intervalMs: 30_000, timeoutMs: 5_000, failureThreshold: 2 },
     });
   let plugins: PluginManager | undefined;
+  let lan: LanDiscovery | null = null;
   try {
     plugins = await PluginManager.open(node, { start: false });
     const { all: permissions } = await queryPermissions();
-    const app = createApp({ node, listeners, permissions, services, plugins });
+    const app = createApp({ node, listeners, permissions, services, plugins, lan: () => lan });
     let introductions: IntroductionService | undefined;
     services.register(builtin("transports"), {
       async start() {
@@ -120,8 +130,29 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         });
         await node.reachability.start();
         node.traversal.start();
+        if (options.lan) {
+          // After listen: the announcement carries the bound ports. A LAN without mDNS is no reason not to start.
+          const discovery = new LanDiscovery({
+            identity: () => node.identity,
+            connect: (address, o) => node.peers.connect(address, o),
+            connected: (nodeId) => node.peers.sessions().some((s) => s.nodeId === nodeId),
+            known: (nodeId) => node.book.get(nodeId) !== undefined,
+            listening: () => node.peers.listening,
+            events: (type, data) => node.bus.publish(type, data),
+            mode: options.lan.mode,
+            mdns: options.lan.interface ? { interface: options.lan.interface } : {},
+          });
+          try {
+            await discovery.start();
+            lan = discovery;
+          } catch (error) {
+            console.error(`nzcore: LAN discovery is off: ${(error as Error).message}`);
+          }
+        }
       },
       async stop() {
+        await lan?.stop();
+        lan = null;
         await introductions?.close();
         await node.peers.unlisten();
       },
@@ -225,6 +256,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     adminTokenPath,
     services,
     plugins: pluginManager,
+    get lan() {
+      return lan;
+    },
     finished,
     stop: () => stop(),
   };

@@ -93,6 +93,7 @@ export function nodeArgs(dataDir: string, port: number): string[] {
     "--api",
     `127.0.0.1:${port}`,
     "--no-listen",
+    "--no-lan",
   ];
 }
 

@@ -84,6 +84,8 @@ export async function startNode(lab: NatLab, host: LabHost, dataDir: string, arg
     dataDir,
     "start",
     "--no-api",
+    // The lab's hosts share LANs (hostA, hostA2): LAN discovery would connect them around the NATs under test.
+    "--no-lan",
     ...args,
   ], { env: { NO_COLOR: "1" } });
   let text = "";

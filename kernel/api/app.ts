@@ -25,6 +25,7 @@ import { approvalRoutes } from "./routes/approvals.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { identityRoutes } from "./routes/identities.ts";
+import { lanRoutes } from "./routes/lan.ts";
 import { introductionRoutes } from "./routes/introductions.ts";
 import { stateRoutes } from "./routes/state.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
@@ -100,6 +101,7 @@ export function createApp(ctx: ApiContext, options: AppOptions = {}): ApiHandler
   identityRoutes(app, ctx);
   tokenRoutes(app, ctx);
   peerRoutes(app, ctx);
+  lanRoutes(app, ctx);
   introductionRoutes(app, ctx);
   serviceRoutes(app, ctx);
   approvalRoutes(app, ctx);

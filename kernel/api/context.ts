@@ -5,6 +5,7 @@
  */
 
 import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { LanDiscovery } from "../discovery/lan.ts";
 import type { Node } from "../node/node.ts";
 import type { PermissionReport } from "../node/permissions.ts";
 import type { PluginManager } from "../runtime/plugins.ts";
@@ -22,6 +23,8 @@ export interface ApiContext {
   services?: Supervisor;
   /** The plugin manager, when the node runs one (the daemon does). */
   plugins?: PluginManager;
+  /** LAN discovery, when it runs (the daemon's `lan` option). */
+  lan?: () => LanDiscovery | null;
 }
 
 /** The Hono environment of the API app. */

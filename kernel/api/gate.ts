@@ -115,6 +115,7 @@ const RULES: ReadonlyMap<string, RouteRule> = new Map([
   ["POST /v1/tokens", rule("token.create", "token", field("name"))],
   ["DELETE /v1/tokens/:id", rule("token.revoke", "token", param("id"))],
   ["GET /v1/peers", rule("peer.list", "peer", all)],
+  ["GET /v1/lan", rule("peer.list", "peer", all)],
   [
     "POST /v1/peers",
     rule("peer.connect", "peer", field("peer", "address"), (r) => {

@@ -18,8 +18,6 @@
 import { PeerMismatchError } from "../channel/errors.ts";
 import { decodeDidKey } from "../identity/did.ts";
 import { nodeIdOf } from "../identity/identity.ts";
-import type { PeerRecord } from "../peers/address_book.ts";
-import type { Session } from "../peers/manager.ts";
 import { formatAddress, parseAddress } from "../../transport/address.ts";
 import {
   type Announcement,
@@ -81,11 +79,11 @@ export interface LanDiscoveryOptions {
   /** The node's identity (read at start). */
   identity: () => { nodeId: string; did: string };
   /** Dials a peer; the handshake checks `expectedPeer` (the peer manager's `connect`). */
-  connect: (address: string, options: { expectedPeer: string; signal?: AbortSignal }) => Promise<Session | unknown>;
+  connect: (address: string, options: { expectedPeer: string; signal?: AbortSignal }) => Promise<unknown>;
   /** Whether a session with `nodeId` is open (no dial then). */
   connected: (nodeId: string) => boolean;
-  /** The address book entry of `nodeId`, if any. */
-  known: (nodeId: string) => PeerRecord | undefined;
+  /** Whether `nodeId` is in the address book (a peer the node trusts). */
+  known: (nodeId: string) => boolean;
   /** The addresses the node listens on, ports resolved (read at start): their ports go in TXT. */
   listening: () => readonly string[];
   /** Receives `lan.peer.found` and `lan.peer.lost`. */
@@ -180,6 +178,7 @@ export class LanDiscovery {
   #browser: Browser | null = null;
   #peers = new Map<string, LanPeer & { fqdn: string }>();
   #closing = new AbortController();
+  #announcing?: Promise<void>;
   #self = "";
 
   /** Creates the discovery; nothing is sent until {@linkcode LanDiscovery.start}. */
@@ -212,56 +211,65 @@ export class LanDiscovery {
       .map(({ fqdn: _, ...peer }) => ({
         ...peer,
         addresses: [...peer.addresses],
-        known: !!this.#options.known(peer.nodeId),
+        known: this.#options.known(peer.nodeId),
       }))
       .sort((a, b) => b.firstSeen - a.firstSeen);
   }
 
   /**
-   * Opens mDNS, announces the node and browses for others.
+   * Opens mDNS and browses for other nodes; announces the node in the
+   * background (probing takes about a second; a failure is logged, and the
+   * node still finds others).
    *
    * @throws {RangeError} when the interface is unknown.
    * @throws {TransportError} when the mDNS port cannot be bound.
    */
   async start(): Promise<void> {
     if (this.#socket) return;
+    this.#closing = new AbortController();
     const identity = this.#options.identity();
     this.#self = identity.nodeId;
     const socket = this.#socket = await MdnsSocket.open(this.#options.mdns);
-    try {
-      this.#browser = socket.browse(
-        LAN_SERVICE_TYPE,
-        (service) => this.#found(service),
-        (service) => this.#lost(service),
-        { maxInstances: this.#maxPeers },
-      );
-      const txt = lanTxt(identity, this.#options.listening());
-      const port = Number(txt.udp ?? txt.tcp ?? String(txt.ws ?? "").split("/")[0]);
-      if (port) {
-        this.#announcement = await socket.announce({
-          instance: `nzcore-${identity.nodeId.slice(0, 12)}`,
-          type: LAN_SERVICE_TYPE,
-          host: `nzcore-${identity.nodeId.slice(0, 12)}`,
-          port,
-          txt,
-        });
-      }
-    } catch (error) {
-      await this.stop();
-      throw error;
-    }
+    this.#browser = socket.browse(
+      LAN_SERVICE_TYPE,
+      (service) => this.#found(service),
+      (service) => this.#lost(service),
+      { maxInstances: this.#maxPeers },
+    );
+    const txt = lanTxt(identity, this.#options.listening());
+    const port = Number(txt.udp ?? txt.tcp ?? String(txt.ws ?? "").split("/")[0]);
+    if (!port) return;
+    const label = `nzcore-${identity.nodeId.slice(0, 12)}`;
+    this.#announcing = socket.announce({ instance: label, type: LAN_SERVICE_TYPE, host: label, port, txt }).then(
+      (announcement) => {
+        if (this.#socket === socket) this.#announcement = announcement;
+        else void announcement.stop();
+      },
+      (error) => {
+        if (this.#socket === socket) console.error(`nzcore: the node is not announced on the LAN: ${error.message}`);
+      },
+    );
+  }
+
+  /** Resolves once the node is announced (or the announcement failed, or there is nothing to announce). */
+  async announced(): Promise<string | null> {
+    await this.#announcing;
+    return this.instance;
   }
 
   /** Says goodbye (RFC 6762 section 10.1), stops browsing and closes the socket. Safe to call twice. */
   async stop(): Promise<void> {
     this.#closing.abort(new Error("LAN discovery stopped"));
     const socket = this.#socket;
-    this.#socket = null;
+    if (!socket) return;
     this.#browser?.stop();
     this.#browser = null;
+    await this.#announcing;
+    this.#announcing = undefined;
     await this.#announcement?.stop();
     this.#announcement = null;
-    await socket?.close();
+    this.#socket = null;
+    await socket.close();
     this.#peers.clear();
   }
 
@@ -296,7 +304,7 @@ export class LanDiscovery {
       dial: "none" as LanPeer["dial"],
     };
     Object.assign(peer, { fqdn: service.fqdn, instance: service.name, addresses, lastSeen: now });
-    peer.known = !!this.#options.known(txt.id);
+    peer.known = this.#options.known(txt.id);
     this.#peers.set(txt.id, peer);
     if (changed) {
       this.#emit("lan.peer.found", { nodeId: peer.nodeId, did: peer.did, instance: peer.instance, addresses });
@@ -314,7 +322,7 @@ export class LanDiscovery {
 
   #shouldDial(peer: LanPeer): boolean {
     if (this.#mode === "off" || this.#options.connected(peer.nodeId)) return false;
-    return this.#mode === "any" || !!this.#options.known(peer.nodeId);
+    return this.#mode === "any" || this.#options.known(peer.nodeId);
   }
 
   async #dial(peer: LanPeer): Promise<void> {

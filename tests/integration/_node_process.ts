@@ -57,9 +57,15 @@ export class StartFailed extends Error {
   }
 }
 
-/** Nodes in tests never listen on the default port, which parallel tests would fight over. */
+/**
+ * Nodes in tests never listen on the default port, which parallel tests would fight over, and never run LAN
+ * discovery unless told to: it multicasts on every interface of the host (the LAN tests run in network namespaces).
+ */
 function withListen(args: string[]): string[] {
-  return args.some((a) => a === "--listen" || a === "--no-listen") ? args : [...args, "--no-listen"];
+  const listen = args.some((a) => a === "--listen" || a === "--no-listen") ? args : [...args, "--no-listen"];
+  return listen.some((a) => a === "--lan" || a.startsWith("--lan=") || a === "--no-lan")
+    ? listen
+    : [...listen, "--no-lan"];
 }
 
 /**

@@ -267,7 +267,17 @@ Deno.test("a signal during start-up never leaves the data directory unusable", a
   await using dir = await tempDataDir();
   for (const delay of [0, 60, 120, 200, 400]) {
     const child = new Deno.Command(Deno.execPath(), {
-      args: [...PROFILE, join(ROOT, "main.ts"), "--data-dir", dir.path, "start", "--api", "127.0.0.1:0", "--no-listen"],
+      args: [
+        ...PROFILE,
+        join(ROOT, "main.ts"),
+        "--data-dir",
+        dir.path,
+        "start",
+        "--api",
+        "127.0.0.1:0",
+        "--no-listen",
+        "--no-lan",
+      ],
       cwd: ROOT,
       stdout: "null",
       stderr: "null",

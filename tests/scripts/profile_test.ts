@@ -16,6 +16,7 @@ Deno.test("the node under profileFlags() holds read, write and net, not run or f
     "127.0.0.1:0",
     "--listen",
     "tcp://127.0.0.1:0",
+    "--no-lan",
   ]);
   try {
     await waitForOutput(node, /^ready$/m, 30_000);

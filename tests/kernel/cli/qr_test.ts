@@ -3,8 +3,8 @@
  * decoded with jsQR (an independent decoder), give the text again.
  */
 
-import { deepEqual, equal, throws } from "node:assert/strict";
-import { QR_QUIET_ZONE, renderQr } from "../../../kernel/cli/qr.ts";
+import { deepEqual, equal, ok, throws } from "node:assert/strict";
+import { QR_MAX_COLUMNS, QR_QUIET_ZONE, renderQr } from "../../../kernel/cli/qr.ts";
 import { formatNzUri } from "../../../kernel/discovery/nz_uri.ts";
 import { modules, scan } from "./_qr_scan.ts";
 
@@ -38,6 +38,14 @@ Deno.test("renderQr() keeps a quiet zone of 4 light modules around the symbol", 
   }
   // The finder pattern's dark border starts right inside the zone.
   equal(rows[QR_QUIET_ZONE][QR_QUIET_ZONE], false);
+});
+
+Deno.test("renderQr() keeps a URI with 8 addresses within 80 columns, and it still scans", () => {
+  const addresses = Array.from({ length: 8 }, (_, i) => `udp://203.0.113.${100 + i}:7475`);
+  const uri = formatNzUri({ did: "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp", addresses });
+  const printed = renderQr(uri);
+  ok(printed.split("\n").every((line) => [...line].length <= QR_MAX_COLUMNS));
+  equal(scan(printed, true), uri);
 });
 
 Deno.test("renderQr() scans for a URI with 8 long addresses (the longest the node writes)", () => {

@@ -29,7 +29,7 @@ async function lanNode(mdnsPort: number, mode: LanMode, options: { listen?: bool
     identity: () => p.identity,
     connect: (address, o) => p.manager.connect(address, o),
     connected: (nodeId) => p.manager.sessions().some((s) => s.nodeId === nodeId),
-    known: (nodeId) => p.book.get(nodeId),
+    known: (nodeId) => p.book.get(nodeId) !== undefined,
     listening: () => p.manager.listening,
     events: (type, data) => events.push({ type, data }),
     mode,
