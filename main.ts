@@ -251,6 +251,13 @@ export function buildProgram(): Command {
       "a TURN server to allocate a relayed address on (turn://USER:PASSWORD@IP:PORT[?transport=tcp]); peers behind " +
         "NATs that defeat hole punching reach the node there",
     )
+    .option(
+      "--bootstrap <ADDRESS>",
+      "a DHT node to join the DHT through, repeatable: udp://HOST:PORT (connected UDP peers are used too)",
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+    )
+    .option("--no-dht", "take no part in the DHT")
+    .option("--dht-read-only", "use the DHT as a client only: never stored at, never in others' routing tables")
     .addOption(
       new Option(
         "--introductions <POLICY>",
@@ -261,6 +268,9 @@ export function buildProgram(): Command {
     .action(async (
       opts: {
         introductions: IntroductionPolicy;
+        bootstrap?: string[];
+        dht?: boolean;
+        dhtReadOnly?: boolean;
         passphraseEnv?: string;
         api: string | false;
         listen?: string[] | false;
@@ -288,6 +298,7 @@ export function buildProgram(): Command {
         lan: opts.lan === false ? null : { mode: opts.lan, interface: opts.lanInterface },
         introductions: opts.introductions,
         identityName: opts.name,
+        dht: { enabled: opts.dht !== false, bootstrap: opts.bootstrap ?? [], readOnly: opts.dhtReadOnly ?? false },
         reachability: { stunServers: opts.stun ?? [], portMapping: opts.portMapping ?? false },
         traversal: {
           relay: { enabled: opts.relay ?? false },
@@ -526,8 +537,9 @@ export function buildProgram(): Command {
 
   program.command("connect <target>")
     .description(
-      "dial a node at an address (tcp://HOST:PORT, udp://HOST:PORT, ws://HOST:PORT/PATH) and authenticate it; with " +
-        "--via, reach a node (its DID or node ID) behind a NAT through a connected node: hole punching, else relayed",
+      "dial a node at an address (tcp://HOST:PORT, udp://HOST:PORT, ws://HOST:PORT/PATH) and authenticate it; given " +
+        "a DID or node ID, find its addresses in the DHT; with --via, reach a node behind a NAT through a connected " +
+        "node: hole punching, else relayed",
     )
     .option("--peer <ID>", "the node ID or DID expected at the address; refuse another")
     .option("--via <NODE>", "a connected node that introduces (rendezvous) and, if need be, relays")
@@ -540,9 +552,12 @@ export function buildProgram(): Command {
         command: Command,
       ) => {
         await withClient(command, async (client) => {
+          // A DID or node ID without --via: the node finds its addresses in the DHT.
           const body = opts.via
             ? { peer: target, via: opts.via }
-            : { address: target, peer: opts.peer, autoConnect: !opts.once };
+            : target.includes("://")
+            ? { address: target, peer: opts.peer, autoConnect: !opts.once }
+            : { peer: target, autoConnect: !opts.once };
           const s = await client.request<
             SessionView & { method?: string; elapsedMs?: number; punchError?: string }
           >("POST", "/v1/peers", body);
@@ -794,6 +809,7 @@ export function buildProgram(): Command {
     });
 
   pluginCommands(program);
+  dhtCommands(program, services);
 
   return program;
 }
@@ -926,4 +942,179 @@ if (import.meta.main) {
     console.error(`nzcore: ${message}`);
     Deno.exit(error instanceof NoNodeError ? 3 : 1);
   }
+}
+
+interface DhtStateView {
+  enabled: boolean;
+  readOnly: boolean;
+  id: string | null;
+  bootstrap: string[];
+  contacts: number;
+  peerRecord: { addresses: string[]; expires: number } | null;
+  published: { values: string[]; services: string[] };
+  stats: Record<string, unknown> | null;
+}
+
+interface FoundServiceView {
+  nodeId: string;
+  did: string;
+  name: string;
+  tags: string[];
+  protocol: string;
+  expires: number;
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/** `nzcore dht ...` and `nzcore services announce|withdraw|find` (NZ-DHT-01). */
+function dhtCommands(program: Command, services: Command): void {
+  const dht = program.command("dht").description("the DHT: lookups, values, the routing table");
+  dht.command("status", { isDefault: true })
+    .description("show the DHT's state: ID, contacts, own peer record, what the node publishes")
+    .option("--json", "print JSON")
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const s = await client.request<DhtStateView>("GET", "/v1/dht");
+        print(s, !!opts.json, () => {
+          if (!s.enabled) return "The DHT does not run on this node (--no-dht).";
+          return [
+            `id:        ${s.id}${s.readOnly ? " (read-only)" : ""}`,
+            `contacts:  ${s.contacts}`,
+            `bootstrap: ${s.bootstrap.join(" ") || "(none)"}`,
+            `addresses: ${s.peerRecord?.addresses.join(" ") ?? "(no peer record published yet)"}`,
+            `values:    ${s.published.values.join(", ") || "(none)"}`,
+            `services:  ${s.published.services.join(", ") || "(none)"}`,
+          ].join("\n");
+        });
+      });
+    });
+  dht.command("find-node <id>")
+    .description("look up the nodes closest to an ID (a node ID or DID)")
+    .option("--json", "print JSON")
+    .action(async (id: string, opts: { json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const r = await client.request<{
+          target: string;
+          found: boolean;
+          hops: number;
+          queried: number;
+          failed: number;
+          durationMs: number;
+          closest: { nodeId: string; address: string }[];
+        }>("POST", "/v1/dht/find-node", { target: id });
+        print(r, !!opts.json, () =>
+          [
+            `${r.found ? "found" : "not found"} in ${r.hops} hops, ${r.durationMs.toFixed(0)} ms ` +
+            `(${r.queried} queried, ${r.failed} failed)`,
+            ...r.closest.map((c) =>
+              `  ${c.nodeId.slice(0, 16)}  ${c.address}${c.nodeId === r.target ? "  <- target" : ""}`
+            ),
+          ].join("\n"));
+      });
+    });
+  dht.command("put <name> <value>")
+    .description("publish a value under this node's key and a name (signed, newer wins); @FILE publishes a file")
+    .option("--ttl <SECONDS>", "lifetime of each signed copy (60..86400, default 3600)", (v) => Number(v))
+    .option("--json", "print JSON")
+    .action(async (name: string, value: string, opts: { ttl?: number; json?: boolean }, command: Command) => {
+      const body = value.startsWith("@")
+        ? { base64: base64.encode(await Deno.readFile(value.slice(1))) }
+        : { text: value };
+      await withClient(command, async (client) => {
+        const r = await client.request<{ keys: string[]; seq: number; stored: number; failed: number }>(
+          "PUT",
+          `/v1/dht/values/${encodeURIComponent(name)}`,
+          { ...body, ...(opts.ttl === undefined ? {} : { ttlSeconds: opts.ttl }) },
+        );
+        print(r, !!opts.json, () => `Published "${name}" (seq ${r.seq}) at ${r.stored} nodes; key ${r.keys[0]}`);
+      });
+    });
+  dht.command("get <did> <name>")
+    .description("read the newest value a node (its DID; `self` for this node) published under a name")
+    .option("--json", "print JSON")
+    .action(async (did: string, name: string, opts: { json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        if (did === "self") {
+          did = (await client.request<{ identity: { did: string } }>("GET", "/v1/state")).identity.did;
+        }
+        const v = await client.request<{ seq: number; expires: number; text?: string; base64: string }>(
+          "GET",
+          `/v1/dht/values/${encodeURIComponent(did)}/${encodeURIComponent(name)}`,
+        );
+        print(v, !!opts.json, () => v.text ?? `(binary, base64) ${v.base64}`);
+      });
+    });
+  dht.command("rm <name>")
+    .description("stop publishing a value")
+    .action(async (name: string, _opts: unknown, command: Command) => {
+      await withClient(command, async (client) => {
+        await client.request("DELETE", `/v1/dht/values/${encodeURIComponent(name)}`);
+        console.log(`No longer publishing "${name}"`);
+      });
+    });
+  dht.command("find-peer <peer>")
+    .description("show the addresses in a node's peer record (its node ID or DID)")
+    .option("--json", "print JSON")
+    .action(async (peer: string, opts: { json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const r = await client.request<{ did: string; addresses: string[] }>(
+          "GET",
+          `/v1/dht/peers/${encodeURIComponent(peer)}`,
+        );
+        print(r, !!opts.json, () => [r.did, ...r.addresses.map((a) => `  ${a}`)].join("\n"));
+      });
+    });
+
+  services.command("announce <name>")
+    .description("announce a service in the DHT with capability tags, so that others find it by capability")
+    .requiredOption("--tag <TAG>", "a capability tag (a-z 0-9 . _ : / -), repeatable", collect)
+    .option("--protocol <PROTOCOL>", "the stream protocol a client opens to use it")
+    .option("--ttl <SECONDS>", "lifetime of each signed copy (60..86400, default 3600)", (v) => Number(v))
+    .option("--json", "print JSON")
+    .action(
+      async (
+        name: string,
+        opts: { tag: string[]; protocol?: string; ttl?: number; json?: boolean },
+        command: Command,
+      ) => {
+        await withClient(command, async (client) => {
+          const r = await client.request<{ keys: string[]; stored: number }>("POST", "/v1/dht/services", {
+            name,
+            tags: opts.tag,
+            ...(opts.protocol ? { protocol: opts.protocol } : {}),
+            ...(opts.ttl === undefined ? {} : { ttlSeconds: opts.ttl }),
+          });
+          print(r, !!opts.json, () => `Announced "${name}" (${opts.tag.join(", ")}) at ${r.stored} nodes`);
+        });
+      },
+    );
+  services.command("withdraw <name>")
+    .description("stop announcing a service")
+    .action(async (name: string, _opts: unknown, command: Command) => {
+      await withClient(command, async (client) => {
+        await client.request("DELETE", `/v1/dht/services/${encodeURIComponent(name)}`);
+        console.log(`No longer announcing "${name}"`);
+      });
+    });
+  services.command("find <tag>")
+    .description("find services announced in the DHT with a capability tag")
+    .option("--json", "print JSON")
+    .action(async (tag: string, opts: { json?: boolean }, command: Command) => {
+      await withClient(command, async (client) => {
+        const list = await client.request<FoundServiceView[]>(
+          "GET",
+          `/v1/dht/services?tag=${encodeURIComponent(tag)}`,
+        );
+        print(
+          list,
+          !!opts.json,
+          () =>
+            list.map((s) =>
+              `${s.name.padEnd(20)} ${s.nodeId.slice(0, 16)}  ${s.tags.join(",")}${s.protocol ? `  ${s.protocol}` : ""}`
+            ).join("\n") || `no services with the tag "${tag}"`,
+        );
+      });
+    });
 }

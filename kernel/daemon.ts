@@ -149,6 +149,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
             console.error(`nzcore: LAN discovery is off: ${(error as Error).message}`);
           }
         }
+        await node.dht.start();
       },
       async stop() {
         await lan?.stop();

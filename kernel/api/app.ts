@@ -33,6 +33,7 @@ import { peerRoutes } from "./routes/peers.ts";
 import { pluginRoutes } from "./routes/plugins.ts";
 import { policyRoutes } from "./routes/policy.ts";
 import { serviceRoutes } from "./routes/services.ts";
+import { dhtRoutes } from "./routes/dht.ts";
 
 /** Largest request body accepted. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -104,6 +105,7 @@ export function createApp(ctx: ApiContext, options: AppOptions = {}): ApiHandler
   lanRoutes(app, ctx);
   introductionRoutes(app, ctx);
   serviceRoutes(app, ctx);
+  dhtRoutes(app, ctx);
   approvalRoutes(app, ctx);
   policyRoutes(app, ctx);
   eventRoutes(app, ctx);

@@ -143,6 +143,16 @@ const RULES: ReadonlyMap<string, RouteRule> = new Map([
   ["POST /v1/services/:name/start", rule("service.start", "service", param("name"))],
   ["POST /v1/services/:name/stop", rule("service.stop", "service", param("name"))],
   ["POST /v1/services/:name/restart", rule("service.restart", "service", param("name"))],
+  // The DHT is storage other nodes keep: reads and lookups read, publishing writes.
+  ["GET /v1/dht", rule("node.state", "node", () => "dht")],
+  ["POST /v1/dht/find-node", rule("peer.list", "peer", field("target"))],
+  ["GET /v1/dht/peers/:id", rule("peer.list", "peer", param("id"))],
+  ["PUT /v1/dht/values/:name", rule("storage.write", "storage", () => "dht-values")],
+  ["DELETE /v1/dht/values/:name", rule("storage.delete", "storage", () => "dht-values")],
+  ["GET /v1/dht/values/:did/:name", rule("storage.read", "storage", () => "dht-values")],
+  ["POST /v1/dht/services", rule("storage.write", "storage", () => "dht-services")],
+  ["DELETE /v1/dht/services/:name", rule("storage.delete", "storage", () => "dht-services")],
+  ["GET /v1/dht/services", rule("service.list", "service", () => "dht")],
 ]);
 
 function grantee(r: RouteRequest): string {

@@ -197,7 +197,9 @@ export const PeersSchema = z.object({
 export const ConnectSchema = z.strictObject({
   address: z.string().min(1).max(2048).optional().openapi({
     example: "tcp://192.0.2.7:7475",
-    description: "The address to dial; leave it out to reach `peer` through `via` instead",
+    description:
+      "The address to dial; leave it out to reach `peer` through `via`, or at the addresses of its peer record in the " +
+      "DHT (peer alone)",
   }),
   via: z.string().min(1).max(128).optional().openapi({
     description:

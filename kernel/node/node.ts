@@ -38,6 +38,7 @@ import { TokenStore } from "./tokens.ts";
 import { PolicyGate } from "../policy/gate.ts";
 import { Reachability, type ReachabilityOptions } from "./reachability.ts";
 import { Traversal, type TraversalOptions } from "./traversal.ts";
+import { DhtService, type DhtServiceOptions } from "./dht_service.ts";
 
 /** The version of this node software. */
 export const VERSION = "0.1.0";
@@ -62,6 +63,8 @@ export interface NodeOptions {
   reachability?: ReachabilityOptions;
   /** Relaying for others, rendezvous, punch timeout. */
   traversal?: TraversalOptions;
+  /** The DHT: whether it runs, bootstrap nodes (off unless `enabled`). */
+  dht?: DhtServiceOptions;
 }
 
 /** Storage figures of `/v1/state`. */
@@ -108,6 +111,8 @@ export class Node {
   readonly reachability: Reachability;
   /** Hole punching through a rendezvous, relaying, and upgrades of relayed sessions; started by the daemon. */
   readonly traversal: Traversal;
+  /** The node's part in the DHT (NZ-DHT-01); started by the daemon. */
+  readonly dht: DhtService;
   #lock: DirectoryLock;
   #closed = false;
 
@@ -155,6 +160,10 @@ export class Node {
       ...init.options.reachability,
     });
     this.traversal = new Traversal(this.peers, this.reachability, init.options.traversal);
+    this.dht = new DhtService(this.peers, () => this.identities.active(), this.reachability, init.store, {
+      log: (line) => console.warn(`nzcore: ${line}`),
+      ...init.options.dht,
+    });
     this.startedAt = Date.now();
   }
 
@@ -277,6 +286,7 @@ export class Node {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.dht.close().catch((error) => console.warn(`nzcore: while closing the DHT: ${(error as Error).message}`));
     await this.traversal.close();
     await this.reachability.close();
     try {

@@ -29,7 +29,8 @@ const connect = createRoute({
   method: "post",
   path: "/v1/peers",
   tags: ["peers"],
-  summary: "Dial an address and authenticate the peer there, or reach a peer through a rendezvous (via)",
+  summary:
+    "Dial an address and authenticate the peer there, reach a peer through a rendezvous (via), or find a peer's addresses in the DHT (peer alone)",
   security: [{ bearer: [] }],
   request: { body: { required: true, ...json(ConnectSchema) } },
   responses: {
@@ -93,7 +94,14 @@ export function peerRoutes(app: ApiApp, ctx: ApiContext): void {
       const { method, elapsedMs, punchError } = result;
       return c.json({ ...result.session.info(), method, elapsedMs, punchError }, 200);
     }
-    if (body.address === undefined) throw new RangeError("Invalid request: give address, or peer and via");
+    if (body.address === undefined) {
+      // A peer alone: its addresses come from its peer record in the DHT.
+      if (body.peer === undefined) throw new RangeError("Invalid request: give address, peer, or peer and via");
+      const session = await ctx.node.dht.connect(ctx.node.peerIdOf(body.peer), {
+        autoConnect: body.autoConnect ?? true,
+      });
+      return c.json(session.info(), 200);
+    }
     if (isNzUri(body.address)) {
       // nz://KEY?addr=...: its addresses in order, expecting its node (NZ-INTRODUCE-01 "nz:// URIs").
       const session = await dialNzUri(ctx, body.address, { peer: body.peer, autoConnect: body.autoConnect ?? true });
