@@ -79,7 +79,10 @@ Deno.test({
       // Everything restarts: the records the other nodes held are gone with them; the publisher publishes again.
       await using net = await dhtNodes(3, dirs);
       const [, publisher, reader] = net.nodes;
-      await eventually(async () => publisher.dht.state().published.services.length === 1, "the announcement");
+      await eventually(
+        () => Promise.resolve(publisher.dht.state().published.services.length === 1),
+        "the announcement",
+      );
       const value = await eventually(() => reader.dht.getValue(publisher.identity.did, "status"), "the value");
       equal(new TextDecoder().decode(value.value), "online");
       const services = await eventually(async () => {
