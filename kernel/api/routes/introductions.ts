@@ -79,35 +79,11 @@ export function introductionRoutes(app: ApiApp, ctx: ApiContext): void {
   });
   app.openapi(uriRoute, (c) => {
     const identity = ctx.node.identity;
-    const addresses = ownAddresses(ctx);
+    // Public addresses first, then listen addresses with wildcards resolved (the addresses of its peer record).
+    const addresses = ctx.node.dht.ownAddresses().slice(0, MAX_NZ_URI_ADDRESSES);
     const uri = formatNzUri({ did: identity.did, addresses });
     return c.json({ uri, did: identity.did, nodeId: identity.nodeId, addresses }, 200);
   });
-}
-
-/**
- * The addresses other nodes may reach this one at, at most 8: its public addresses (STUN- and router-mapped) first,
- * then its listen addresses, one on a wildcard address (`0.0.0.0`, `[::]`) replaced by the host's interface addresses
- * of that family, loopback and link-local ones left out.
- */
-function ownAddresses(ctx: ApiContext): string[] {
-  const listen: string[] = [];
-  for (const address of ctx.node.peers.listening) {
-    const match = /^([a-z]+):\/\/(\[[^\]]+\]|[^/:]+):(\d+)(.*)$/.exec(address);
-    if (!match) continue;
-    const [, scheme, host, port, rest] = match;
-    if (host !== "0.0.0.0" && host !== "[::]") {
-      listen.push(address);
-      continue;
-    }
-    for (const nic of Deno.networkInterfaces()) {
-      if ((host === "0.0.0.0") !== (nic.family === "IPv4")) continue;
-      if (/^(127\.|::1$|fe80:)/i.test(nic.address)) continue;
-      listen.push(`${scheme}://${nic.family === "IPv6" ? `[${nic.address}]` : nic.address}:${port}${rest}`);
-    }
-  }
-  const publicAddresses = ctx.node.reachability.state().publicAddresses;
-  return [...new Set([...publicAddresses, ...listen])].slice(0, MAX_NZ_URI_ADDRESSES);
 }
 
 /**
