@@ -190,6 +190,7 @@ export class DhtService {
       const [, scheme, host, port, rest] = match;
       if (host === "0.0.0.0" || host === "[::]") {
         for (const nic of Deno.networkInterfaces()) {
+          // A `[::]` socket is dual-stack on the systems nzcore runs on: it answers at IPv4 addresses too.
           if (host === "0.0.0.0" && nic.family !== "IPv4") continue;
           if (nic.address.startsWith("127.") || nic.address === "::1" || nic.address.startsWith("fe80:")) continue;
           const h = nic.family === "IPv6" ? `[${nic.address}]` : nic.address;
