@@ -361,9 +361,11 @@ export class LanDiscovery {
   }
 }
 
-/** Addresses to dial: each IP (the one the answer came from first, IPv4 before IPv6) with each transport. */
+/** Addresses to dial: each IP (the one the answer came from first, IPv4 before IPv6, no link-local IPv6) with each transport. */
 function dialAddresses(ips: readonly string[], ports: LanTxt["ports"]): string[] {
-  const ordered = [...ips.filter((ip) => !ip.includes(":")), ...ips.filter((ip) => ip.includes(":"))];
+  // IPv6 link-local addresses (fe80::/10) need the zone of the interface, which an mDNS record cannot carry.
+  const v6 = ips.filter((ip) => ip.includes(":") && !/^fe[89ab]/i.test(ip));
+  const ordered = [...ips.filter((ip) => !ip.includes(":")), ...v6];
   const out: string[] = [];
   for (const ip of ordered.slice(0, 8)) {
     for (const transport of TRANSPORTS) {

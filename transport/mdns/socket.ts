@@ -17,6 +17,7 @@
  * @module
  */
 
+import dgram from "node:dgram";
 import multicastDns from "multicast-dns";
 import dnsPacket from "dns-packet";
 import { announce, type Announcement, type ServiceDescription } from "./responder.ts";
@@ -205,16 +206,31 @@ export class MdnsSocket implements AsyncDisposable {
     }
     const iface = options.interface === undefined ? null : resolveInterface(options.interface);
     const group = options.group ?? MDNS_GROUP;
+    // Our own socket, so that the interface multicast leaves by can be set (see below).
+    const udp = dgram.createSocket({ type: "udp4", reuseAddr: true });
     const mdns: MulticastDns = multicastDns({
+      socket: udp,
       port,
       ip: group,
       interface: iface?.address,
       // Linux delivers multicast only to sockets bound to the wildcard (or the group): never the interface address.
       bind: options.bind ?? "0.0.0.0",
-      reuseAddr: true,
       loopback: options.loopback ?? true,
       ttl: 255,
     });
+    if (!iface) {
+      // With no interface chosen, the package joins the group on every interface but sends by "0.0.0.0", that is
+      // by the route to 224.0.0.251, which a host without a default route (a network namespace, an isolated LAN)
+      // does not have: every send fails. Send by the default route's interface, or the first one that is up.
+      const sendBy = defaultInterfaceAddress();
+      if (sendBy) {
+        mdns.on("networkInterface", () => {
+          try {
+            udp.setMulticastInterface(sendBy);
+          } catch { /* the interface went away; the next update sets it again */ }
+        });
+      }
+    }
     const ready = Promise.withResolvers<void>();
     mdns.once("ready", () => ready.resolve());
     mdns.once("error", (error: Error) => ready.reject(error));
@@ -370,6 +386,22 @@ export function resolveInterface(spec: string): MdnsInterface {
     throw new RangeError(`Invalid interface "${spec}": no such interface with an IPv4 address (have ${names})`);
   }
   return { name: spec, address: v4.address };
+}
+
+/**
+ * The IPv4 address to send multicast by when no interface was chosen: the
+ * default route's interface (Linux `/proc/net/route`), else the first
+ * interface with an IPv4 address that is not loopback; null when there is none.
+ */
+function defaultInterfaceAddress(): string | null {
+  const all = Deno.networkInterfaces().filter((i) => i.family === "IPv4" && !isLoopback(i.address));
+  let defaultName: string | undefined;
+  try {
+    // Iface Destination Gateway ...: the default route has destination 00000000.
+    defaultName = Deno.readTextFileSync("/proc/net/route").split("\n").map((l) => l.split(/\s+/))
+      .find((f) => f[1] === "00000000")?.[0];
+  } catch { /* not Linux, or not readable */ }
+  return (all.find((i) => i.name === defaultName) ?? all[0])?.address ?? null;
 }
 
 function isLoopback(address: string): boolean {

@@ -35,6 +35,7 @@ export const LanSchema = z.object({
     received: z.number().int().openapi({ description: "mDNS packets received" }),
     malformed: z.number().int(),
     oversized: z.number().int(),
+    sendErrors: z.number().int().openapi({ description: "mDNS sends that failed (no route to the group, say)" }),
   }).nullable(),
 }).openapi("Lan");
 
@@ -65,6 +66,7 @@ export function lanRoutes(app: ApiApp, ctx: ApiContext): void {
           received: mdns?.received ?? 0,
           malformed: mdns?.malformed ?? 0,
           oversized: mdns?.oversized ?? 0,
+          sendErrors: mdns?.sendErrors ?? 0,
         }
         : null,
     }, 200);
