@@ -99,6 +99,19 @@ export { DatagramSession, type DatagramSessionOptions, type DatagramSessionStats
 export type { KeyPair } from "./channel/noise.ts";
 export { AddressBook, type PeerRecord, resolvePeerName } from "./peers/address_book.ts";
 export {
+  LAN_MODES,
+  LAN_SERVICE_TYPE,
+  LAN_TXT_VERSION,
+  LanDiscovery,
+  type LanDiscoveryOptions,
+  type LanMode,
+  type LanPeer,
+  type LanStats,
+  type LanTxt,
+  lanTxt,
+  parseLanTxt,
+} from "./discovery/lan.ts";
+export {
   type HandshakeLimits,
   type Link,
   MESSAGE_PROTOCOL,

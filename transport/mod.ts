@@ -44,3 +44,4 @@ export { canonicalIp, formatIp, parseIp } from "./ip.ts";
 export * from "./stun/mod.ts";
 export * from "./portmap/mod.ts";
 export * from "./turn/mod.ts";
+export * from "./mdns/mod.ts";
