@@ -327,7 +327,7 @@ export class Dht {
       if (reply.ok) this.#answered({ id: reply.id, addr }, reply);
     }));
     if (this.#closed || this.#table.size === 0) return this.#table.size;
-    await this.#lookupNodes(this.id, {});
+    await this.#lookupNodes(this.id, { paths: 1 });
     if (this.#options.refreshOnBootstrap ?? true) {
       const closest = this.#table.closest(this.id, 1)[0];
       const depth = closest ? this.#table.bucketOf(closest.id) : 0;
@@ -335,7 +335,7 @@ export class Dht {
       // Three refresh lookups at a time, nearest buckets first.
       const worker = async () => {
         for (let i = indices.shift(); i !== undefined && !this.#closed; i = indices.shift()) {
-          await this.#lookupNodes(randomIdInBucket(this.id, i, randomBytes(32)), {});
+          await this.#lookupNodes(randomIdInBucket(this.id, i, randomBytes(32)), { paths: 1 });
         }
       };
       await Promise.all([worker(), worker(), worker()]);
@@ -384,7 +384,7 @@ export class Dht {
       seen.add(hex);
       let record: SignedRecord;
       try {
-        record = openRecord(bytes, now);
+        record = openRecord(bytes.slice(), now);
         if (!recordKeys(record).some((k) => toHex(k) === keyHex)) return false;
       } catch {
         return false;
@@ -751,7 +751,7 @@ export class Dht {
     for (const e of stale) work.push(this.#request({ id: e.id, addr: e.addr }, { type: "ping" }));
     // Refresh: one random-ID lookup in each of up to two stale buckets.
     for (const index of this.#table.staleBuckets(now, this.#timers.refreshMs).slice(0, 2)) {
-      work.push(this.#lookupNodes(randomIdInBucket(this.id, index, randomBytes(32)), {}));
+      work.push(this.#lookupNodes(randomIdInBucket(this.id, index, randomBytes(32)), { paths: 1 }));
     }
     // Republish what we publish.
     for (const [slot, p] of this.#published) {

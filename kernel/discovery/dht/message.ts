@@ -145,8 +145,25 @@ export function signedMessage(signedBytes: Uint8Array): Uint8Array {
   return concat(SIGNATURE_DOMAIN, signedBytes);
 }
 
+/** Encoding is synchronous, so one scratch buffer serves every message (no allocation but the result). */
+const SCRATCH = new Uint8Array(MAX_MESSAGE_SIZE + SIGNATURE_SIZE);
+
+/** IP literals seen lately, to their bytes: contacts are encoded again and again. */
+const IP_CACHE = new Map<string, Uint8Array | null>();
+const IP_CACHE_SIZE = 4096;
+
+function ipBytes(hostname: string): Uint8Array | null {
+  let ip = IP_CACHE.get(hostname);
+  if (ip === undefined) {
+    ip = parseIp(hostname);
+    if (IP_CACHE.size >= IP_CACHE_SIZE) IP_CACHE.clear();
+    IP_CACHE.set(hostname, ip);
+  }
+  return ip;
+}
+
 class Writer {
-  #buf = new Uint8Array(MAX_MESSAGE_SIZE + SIGNATURE_SIZE);
+  #buf = SCRATCH;
   length = 0;
 
   u8(n: number): void {
@@ -167,7 +184,7 @@ class Writer {
   }
 
   addr(addr: UdpAddr, name: string): void {
-    const ip = parseIp(addr.hostname);
+    const ip = ipBytes(addr.hostname);
     if (ip === null) throw new SyntaxError(`Invalid ${name}: ${addr.hostname} is not an IP literal`);
     if (!Number.isInteger(addr.port) || addr.port < 1 || addr.port > 65535) {
       throw new RangeError(`Invalid ${name}: port ${addr.port} is not 1-65535`);
@@ -342,9 +359,10 @@ class Reader {
     return n;
   }
 
+  /** A view of the next `n` bytes (no copy: the datagram is the decoder's to keep). */
   bytes(n: number, what: string): Uint8Array {
     this.#need(n, what);
-    const out = this.#data.slice(this.pos, this.pos + n);
+    const out = this.#data.subarray(this.pos, this.pos + n);
     this.pos += n;
     return out;
   }
@@ -372,7 +390,8 @@ class Reader {
 }
 
 /**
- * Decodes one datagram.
+ * Decodes one datagram. Byte fields of the result are views of `data`, which
+ * the caller must not change afterwards (copy what you keep).
  *
  * @param data The datagram.
  * @returns The message, and its signature when it carries one (not verified here).
@@ -399,13 +418,13 @@ export function decodeMessage(data: Uint8Array): DecodedMessage {
   if (flags & FLAG_SIGNED) {
     if (end < HEADER_SIZE + SIGNATURE_SIZE) throw new SyntaxError("Cannot decode message: truncated signature");
     end -= SIGNATURE_SIZE;
-    signature = data.slice(end);
+    signature = data.subarray(end);
   }
   const r = new Reader(data, HEADER_SIZE, end);
   const header: MessageHeader = {
     flags,
-    txid: data.slice(TXID_OFFSET, TXID_OFFSET + TXID_SIZE),
-    publicKey: data.slice(PUBLIC_KEY_OFFSET, PUBLIC_KEY_OFFSET + 32),
+    txid: data.subarray(TXID_OFFSET, TXID_OFFSET + TXID_SIZE),
+    publicKey: data.subarray(PUBLIC_KEY_OFFSET, PUBLIC_KEY_OFFSET + 32),
   };
   let message: DhtMessage;
   switch (type) {

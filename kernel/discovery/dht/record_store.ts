@@ -93,7 +93,7 @@ export class RecordStore {
     }
     let record: SignedRecord;
     try {
-      record = openRecord(bytes, now);
+      record = openRecord(bytes.slice(), now);
     } catch (error) {
       if (error instanceof RecordError) return refuse("refusedRecord", `record ${error.reason}: ${error.message}`);
       throw error;

@@ -243,12 +243,33 @@ export class RoutingTable {
     }
   }
 
-  /** The `count` entries closest to `target`, closest first (those `exclude` is true for left out). */
+  /**
+   * The `count` entries closest to `target`, closest first (those `exclude`
+   * is true for left out). Buckets are visited from the closest to the
+   * target outwards: with `c` the prefix `target` shares with us, bucket `c`
+   * holds the entries that share more than `c` bits with it, the buckets
+   * beyond `c` those sharing exactly `c`, and each bucket `j < c` those
+   * sharing `j`, so only the buckets needed are sorted.
+   */
   closest(target: Uint8Array, count: number, exclude?: (entry: TableEntry) => boolean): TableEntry[] {
-    const all: TableEntry[] = [];
-    for (const entry of this.#byId.values()) if (!exclude?.(entry)) all.push(entry);
-    all.sort((a, b) => compareDistance(a.id, b.id, target));
-    return all.length > count ? all.slice(0, count) : all;
+    const c = Math.min(this.bucketOf(target), 255);
+    const out: TableEntry[] = [];
+    const take = (group: TableEntry[]) => {
+      const kept = exclude ? group.filter((e) => !exclude(e)) : group.slice();
+      kept.sort((a, b) => compareDistance(a.id, b.id, target));
+      for (const e of kept) {
+        if (out.length >= count) return;
+        out.push(e);
+      }
+    };
+    take(this.#buckets[c].entries);
+    if (out.length < count) {
+      const deeper: TableEntry[] = [];
+      for (let j = c + 1; j < 256; j++) for (const e of this.#buckets[j].entries) deeper.push(e);
+      take(deeper);
+    }
+    for (let j = c - 1; j >= 0 && out.length < count; j--) take(this.#buckets[j].entries);
+    return out;
   }
 
   /** Every entry. */

@@ -10,7 +10,6 @@
  * @module
  */
 
-import { toHex } from "../../bytes.ts";
 import { crypto, randomBytes, sha256 } from "../../crypto/mod.ts";
 import { createKeyedHmac, type KeyedHmac } from "../../crypto/keyed_hmac.ts";
 import { parseIp } from "../../../transport/ip.ts";
@@ -136,6 +135,7 @@ export interface RpcOptions {
 }
 
 interface Pending {
+  txid: Uint8Array;
   addr: string;
   type: DhtMessage["type"];
   sign: boolean;
@@ -291,7 +291,7 @@ export class Rpc {
   readonly #log: (line: string) => void;
   readonly #limiter: RateLimiter;
   readonly #tokens: TokenMinter;
-  readonly #pending = new Map<string, Pending>();
+  readonly #pending = new Map<number, Pending>();
   readonly #unroute: () => void;
   #closed = false;
 
@@ -337,15 +337,16 @@ export class Rpc {
    */
   request(to: UdpAddr, body: RequestBody, options: RequestOptions = {}): Promise<RpcReply> {
     if (this.#closed) return Promise.resolve({ ok: false, reason: "closed" });
-    let txid: Uint8Array, key: string;
+    let txid: Uint8Array, key: number;
     do {
       txid = randomBytes(TXID_SIZE);
-      key = toHex(txid);
+      key = txidKey(txid, 0);
     } while (this.#pending.has(key));
     const flags = (options.sign ? FLAG_WANT_SIGNATURE : 0) | (this.#readOnly ? FLAG_READ_ONLY : 0);
     const data = encodeMessage({ ...body, flags, txid, publicKey: this.#signer.publicKey } as DhtMessage);
     return new Promise<RpcReply>((resolve) => {
       const pending: Pending = {
+        txid,
         addr: udpAddrKey(to),
         type: RESPONSE_OF[body.type],
         sign: options.sign ?? false,
@@ -371,7 +372,7 @@ export class Rpc {
     for (const key of [...this.#pending.keys()]) this.#settle(key, { ok: false, reason: "closed" });
   }
 
-  #settle(key: string, reply: RpcReply): void {
+  #settle(key: number, reply: RpcReply): void {
     const pending = this.#pending.get(key);
     if (!pending) return;
     this.#pending.delete(key);
@@ -428,9 +429,9 @@ export class Rpc {
       this.stats.dropped.malformed++;
       return;
     }
-    const key = toHex(data.subarray(TXID_OFFSET, TXID_OFFSET + TXID_SIZE));
+    const key = txidKey(data, TXID_OFFSET);
     const pending = this.#pending.get(key);
-    if (!pending || pending.addr !== udpAddrKey(from)) {
+    if (!pending || pending.addr !== udpAddrKey(from) || !sameTxid(pending.txid, data)) {
       this.stats.dropped.unsolicited++;
       return;
     }
@@ -471,6 +472,17 @@ export class Rpc {
     this.stats.responses++;
     this.#settle(key, { ok: true, message, id, signed: verified });
   }
+}
+
+/** A map key of a transaction ID: its first 6 bytes as a number (the other two are compared on a match). */
+function txidKey(bytes: Uint8Array, at: number): number {
+  return ((bytes[at] << 16 | bytes[at + 1] << 8 | bytes[at + 2]) >>> 0) * 2 ** 24 +
+    ((bytes[at + 3] << 16 | bytes[at + 4] << 8 | bytes[at + 5]) >>> 0);
+}
+
+function sameTxid(txid: Uint8Array, data: Uint8Array): boolean {
+  for (let i = 0; i < TXID_SIZE; i++) if (txid[i] !== data[TXID_OFFSET + i]) return false;
+  return true;
 }
 
 function describe(error: unknown): string {
