@@ -163,6 +163,11 @@ export function lanTxt(identity: { nodeId: string; did: string }, listening: rea
   return txt;
 }
 
+/** The DNS-SD instance name of a node, also its host name: `nzcore-` and the first 12 hex digits of its node ID. */
+export function lanInstance(nodeId: string): string {
+  return `nzcore-${nodeId.slice(0, 12)}`;
+}
+
 /**
  * LAN discovery for a node. `start()` opens mDNS, announces the node (when it
  * listens on something reachable) and browses; `stop()` says goodbye.
@@ -239,7 +244,7 @@ export class LanDiscovery {
     const txt = lanTxt(identity, this.#options.listening());
     const port = Number(txt.udp ?? txt.tcp ?? String(txt.ws ?? "").split("/")[0]);
     if (!port) return;
-    const label = `nzcore-${identity.nodeId.slice(0, 12)}`;
+    const label = lanInstance(identity.nodeId);
     this.#announcing = socket.announce({ instance: label, type: LAN_SERVICE_TYPE, host: label, port, txt }).then(
       (announcement) => {
         if (this.#socket === socket) this.#announcement = announcement;

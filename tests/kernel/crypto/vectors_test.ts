@@ -41,6 +41,8 @@ const COVERED = [
   "nz_relay_01.json",
   // Run by tests/kernel/runtime/plugin_vectors_test.ts.
   "nz_plugin_01.json",
+  // Run by tests/kernel/discovery/lan_vectors_test.ts.
+  "nz_lan_01.json",
 ];
 
 Deno.test("spec/vectors holds no JSON file that this test leaves out", () => {
