@@ -52,8 +52,8 @@ export interface SimLookup {
   found: boolean;
   /** Queries on the chain that led to the target (see the module doc). */
   hops: number;
-  /** Nodes that answered. */
-  queried: number;
+  /** Queries that were answered. */
+  answered: number;
   /** Queries that timed out or failed, when the implementation tells. */
   failed?: number;
   /** Wall time of the whole lookup, until it returned. */
@@ -74,6 +74,8 @@ export interface SimNode {
   lookup(target: Uint8Array): Promise<SimLookup>;
   /** Leaves the network (closes the socket). */
   close(): Promise<void>;
+  /** Lookup queries (FIND_NODE, FIND_VALUE) it answered, when it counts them (the Sybils do). */
+  lookupQueriesAnswered?(): number;
 }
 
 /** A dgram-like socket (the part of `node:dgram`'s Socket that `k-rpc-socket` uses) over a memory socket. */
@@ -195,7 +197,7 @@ function lookup(dht: BtDht, target: Uint8Array): Promise<SimLookup> {
     done.resolve({
       found: targetMs !== undefined,
       hops,
-      queried: replies,
+      answered: replies,
       ms: performance.now() - start,
       targetMs,
     });

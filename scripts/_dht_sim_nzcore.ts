@@ -117,7 +117,7 @@ export function nzcoreFactory(options: NzcoreSimOptions = {}): {
           return {
             found: r.found,
             hops: r.hops,
-            queried: r.queried,
+            answered: r.queried - r.failed,
             failed: r.failed,
             ms: r.durationMs,
             targetMs: r.found ? r.durationMs : undefined,
@@ -169,6 +169,11 @@ export class SybilNode implements SimNode {
   /** Nodes it heard of while joining. */
   contacts(): number {
     return this.#known.size;
+  }
+
+  /** FIND_NODE and FIND_VALUE requests it answered (with made-up IDs or junk). */
+  lookupQueriesAnswered(): number {
+    return (this.answered.find_node ?? 0) + (this.answered.find_value ?? 0);
   }
 
   /** A Sybil does not look up. */

@@ -92,20 +92,30 @@ export interface SimResult {
   lookupMs: Percentiles & { mean: number };
   /** Wall time until the target answered, over the successful lookups. */
   targetMs: Percentiles;
-  /** Nodes that answered per lookup (mean). */
-  queriedMean: number;
+  /** Queries answered per lookup (mean). */
+  answeredMean: number;
+  /** Queries per lookup that failed (mean; NaN when the implementation does not tell). */
+  failedMean: number;
   /** Nodes that left and joined during the lookups. */
   churned: number;
   /** Adversarial nodes among the nodes. */
   sybils: number;
+  /** FIND_NODE and FIND_VALUE requests the Sybils answered, during the whole run. */
+  sybilAnswers: number;
   /** Contacts in the honest nodes' routing tables after joining (mean). */
   contactsMean: number;
+  /**
+   * How late a 10 ms timer fired during the lookups: the event loop's lag,
+   * which adds to every simulated latency when the process is CPU-bound.
+   */
+  loopLagMs: Percentiles & { max: number };
   /** Wall time of the join phase, of the lookup phase and of the whole run. */
   joinMs: number;
   lookupPhaseMs: number;
   wallMs: number;
-  /** Resident memory at the end. */
+  /** Resident memory and JavaScript heap in use at the end of the lookups. */
   rssMB: number;
+  heapMB: number;
   /** The network's counters. */
   network: { sent: number; delivered: number; lost: number; unreachable: number };
 }
@@ -117,6 +127,9 @@ export interface NodeFactory {
   /** Starts an adversarial node, when the adapter has one. */
   startSybil?(socket: MemoryDatagramSocket, seed: Uint8Array, bootstrap: readonly UdpAddr[]): Promise<SimNode>;
 }
+
+/** The period of the event-loop lag monitor. */
+const LAG_TICK_MS = 10;
 
 /** A seeded random in [0, 1) (mulberry32: small, fast, and repeatable across runs). */
 export function seededRandom(seed: number): () => number {
@@ -330,6 +343,13 @@ export async function runSim(options: SimOptions, progress: (line: string) => vo
     }
   };
   const results: SimLookup[] = [];
+  const lags: number[] = [];
+  let tickAt = performance.now();
+  const lagMonitor = setInterval(() => {
+    const now = performance.now();
+    lags.push(Math.max(0, now - tickAt - LAG_TICK_MS));
+    tickAt = now;
+  }, LAG_TICK_MS);
   const lookupStart = performance.now();
   let started = 0;
   lastReport = performance.now();
@@ -360,6 +380,8 @@ export async function runSim(options: SimOptions, progress: (line: string) => vo
   };
   await Promise.all(Array.from({ length: Math.min(options.concurrency, options.lookups) }, looker));
   const lookupPhaseMs = performance.now() - lookupStart;
+  clearInterval(lagMonitor);
+  lags.sort((a, b) => a - b);
 
   const found = results.filter((r) => r.found);
   const hops = found.map((r) => r.hops).sort((a, b) => a - b);
@@ -386,14 +408,22 @@ export async function runSim(options: SimOptions, progress: (line: string) => vo
     failures: results.length - found.length,
     lookupMs: { p50: round(percentile(ms, 50), 1), p99: round(percentile(ms, 99), 1), mean: round(mean(ms), 1) },
     targetMs: { p50: round(percentile(targetMs, 50), 1), p99: round(percentile(targetMs, 99), 1) },
-    queriedMean: round(mean(results.map((r) => r.queried)), 1),
+    answeredMean: round(mean(results.map((r) => r.answered)), 1),
+    failedMean: round(mean(results.map((r) => r.failed ?? NaN)), 1),
     churned,
     sybils: sybilNodes.length,
+    sybilAnswers: sybilNodes.reduce((sum, n) => sum + (n.lookupQueriesAnswered?.() ?? 0), 0),
     contactsMean: round(contactsMean, 1),
+    loopLagMs: {
+      p50: round(percentile(lags, 50), 1),
+      p99: round(percentile(lags, 99), 1),
+      max: round(lags.at(-1) ?? NaN, 1),
+    },
     joinMs: Math.round(joinMs),
     lookupPhaseMs: Math.round(lookupPhaseMs),
     wallMs: 0,
     rssMB: Math.round(Deno.memoryUsage().rss / 2 ** 20),
+    heapMB: Math.round(Deno.memoryUsage().heapUsed / 2 ** 20),
     network: {
       sent: network.stats.sent,
       delivered: network.stats.delivered,
