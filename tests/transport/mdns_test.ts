@@ -324,3 +324,24 @@ Deno.test("two hosts that probe for one name at once: the tiebreak leaves it to 
   ]);
   deepEqual([x.instance, y.instance].sort(), ["race", "race (2)"]);
 });
+
+Deno.test("a flood of legacy unicast queries gets at most 20 answers a second", async () => {
+  await using s = await sockets(1);
+  const [a] = s;
+  const ad = await a.announce({ instance: "flooded", type: TYPE, port: 1, probe: false });
+  await using client = await rawSocket(a.port, 0);
+  let answers = 0;
+  client.on("message", () => answers++);
+  const query = dnsPacket.encode({
+    id: 1,
+    type: "query",
+    questions: [{ name: "flooded._nzcore._udp.local", type: "SRV" }],
+  });
+  const started = Date.now();
+  for (let i = 0; i < 200; i++) await sendRaw(client, query, a.port, "127.0.0.1");
+  const seconds = Math.floor((Date.now() - started) / 1000) + 2; // the windows the burst may straddle
+  await sleep(300);
+  ok(answers >= 20 && answers <= 20 * seconds, `${answers} answers to 200 queries in ${seconds} windows`);
+  equal(ad.stats.limited, 200 - answers);
+  ok(a.stats.received >= 200, "every query was read (and our own announcements)");
+});

@@ -42,6 +42,8 @@ const TIEBREAK_DELAY_MS = 1000;
 const MAX_RENAMES = 15;
 /** TTL of answers to legacy unicast queries (RFC 6762 section 6.7). */
 const LEGACY_UNICAST_TTL = 10;
+/** Unicast answers per second at most: a flood of queries gets no flood of answers. */
+const MAX_UNICAST_PER_SECOND = 20;
 
 /** What {@linkcode announce} publishes. */
 export interface ServiceDescription {
@@ -71,6 +73,8 @@ export interface AnnouncementStats {
   suppressed: number;
   /** Conflicts that led to a new name. */
   conflicts: number;
+  /** Unicast answers left out by the limit of 20 a second. */
+  limited: number;
 }
 
 /** A service being announced; `stop()` sends goodbyes. */
@@ -101,7 +105,7 @@ export async function announce(socket: MdnsSocket, service: ServiceDescription):
 type State = "probing" | "announced" | "stopped";
 
 class Responder implements Announcement {
-  readonly stats: AnnouncementStats = { answered: 0, suppressed: 0, conflicts: 0 };
+  readonly stats: AnnouncementStats = { answered: 0, suppressed: 0, conflicts: 0, limited: 0 };
   #socket: MdnsSocket;
   #type: string;
   #baseInstance: string;
@@ -122,6 +126,7 @@ class Responder implements Announcement {
   #probeRound = 0;
   #probeDone?: PromiseWithResolvers<void>;
   #announced = false;
+  #unicast = { second: 0, count: 0 };
 
   constructor(socket: MdnsSocket, service: ServiceDescription) {
     this.#socket = socket;
@@ -337,8 +342,14 @@ class Responder implements Announcement {
         all.filter((x) => sameName(x.name, this.#fqdn()) || sameName(x.name, this.host)).forEach(add);
       } else if (r.type === "SRV") all.filter((x) => sameName(x.name, this.host)).forEach(add);
     }
-    this.stats.answered++;
     if (legacy) {
+      const second = Math.floor(Date.now() / 1000);
+      if (this.#unicast.second !== second) this.#unicast = { second, count: 0 };
+      if (++this.#unicast.count > MAX_UNICAST_PER_SECOND) {
+        this.stats.limited++;
+        return;
+      }
+      this.stats.answered++;
       // RFC 6762 section 6.7: a querier not on port 5353 gets a conventional unicast answer: its ID, its
       // questions, short TTLs and no cache-flush bits.
       const cap = (r: DnsRecord) => ({ ...r, ttl: Math.min(r.ttl!, LEGACY_UNICAST_TTL), flush: false });
@@ -353,6 +364,7 @@ class Responder implements Announcement {
       this.#socket.send(reply, from).catch(() => {});
       return;
     }
+    this.stats.answered++;
     // RFC 6762 section 6: at most one multicast of a record per second (a quarter second to defend against a probe).
     const now = Date.now();
     const interval = query.authorities?.length ? PROBE_DEFENSE_INTERVAL_MS : MULTICAST_INTERVAL_MS;

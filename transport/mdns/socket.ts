@@ -23,6 +23,7 @@ import dnsPacket from "dns-packet";
 import { announce, type Announcement, type ServiceDescription } from "./responder.ts";
 import { browse, type BrowseOptions, type Browser, type ServiceInstance } from "./browser.ts";
 import { TransportError } from "../errors.ts";
+import { parseIp } from "../ip.ts";
 
 /** The mDNS port (RFC 6762 section 3). */
 export const MDNS_PORT = 5353;
@@ -117,6 +118,8 @@ export interface MdnsStats {
   oversized: number;
   /** Responses from a port other than the mDNS port (RFC 6762 section 6: ignored). */
   foreignPort: number;
+  /** Packets from an address on none of this host's subnets (RFC 6762 section 11: ignored). */
+  offLink: number;
   /** Packets sent. */
   sent: number;
   /** Sends that failed. */
@@ -148,6 +151,7 @@ export class MdnsSocket implements AsyncDisposable {
     malformed: 0,
     oversized: 0,
     foreignPort: 0,
+    offLink: 0,
     sent: 0,
     sendErrors: 0,
     handlerErrors: 0,
@@ -158,6 +162,8 @@ export class MdnsSocket implements AsyncDisposable {
   #maxPacketSize: number;
   #interfaceName: string | null;
   #closers = new Set<() => Promise<void> | void>();
+  #subnets: { prefix: Uint8Array; bits: number }[] = [];
+  #subnetsAt = -Infinity;
 
   private constructor(
     mdns: MulticastDns,
@@ -179,6 +185,12 @@ export class MdnsSocket implements AsyncDisposable {
       if (packet.type === "response" && rinfo.port !== this.port) {
         // RFC 6762 section 6: responses from a source port other than 5353 are not mDNS responses.
         this.stats.foreignPort++;
+        return;
+      }
+      if (!this.#onLink(rinfo.address)) {
+        // RFC 6762 section 11: a packet from an address not on the link (unicast to the port from afar) is ignored,
+        // so that nobody off the link feeds the cache or gets an answer sent to a forged source.
+        this.stats.offLink++;
         return;
       }
       this.stats.received++;
@@ -263,6 +275,27 @@ export class MdnsSocket implements AsyncDisposable {
       list.filter((i) => !/^fe[89ab]/i.test(i.address)).map((i) => i.address);
     const found = usable(picked);
     return found.length || this.#interfaceName ? unique(found) : unique(usable(all));
+  }
+
+  /**
+   * Whether `address` is on a subnet of one of this host's interfaces (the
+   * interface list is read again at most every 5 s). IPv6 link-local
+   * addresses always are.
+   */
+  #onLink(address: string): boolean {
+    const bytes = parseIp(address);
+    if (!bytes) return false;
+    if (bytes.length === 16 && bytes[0] === 0xfe && (bytes[1] & 0xc0) === 0x80) return true;
+    const now = Date.now();
+    if (now - this.#subnetsAt > 5000) {
+      this.#subnetsAt = now;
+      this.#subnets = Deno.networkInterfaces().flatMap((i) => {
+        const prefix = parseIp(i.address);
+        const bits = Number(i.cidr.split("/")[1]);
+        return prefix && Number.isInteger(bits) ? [{ prefix, bits }] : [];
+      });
+    }
+    return this.#subnets.some(({ prefix, bits }) => prefix.length === bytes.length && samePrefix(prefix, bytes, bits));
   }
 
   /** Calls `handler` with every packet received; returns a function that removes it. */
@@ -402,6 +435,14 @@ function defaultInterfaceAddress(): string | null {
       .find((f) => f[1] === "00000000")?.[0];
   } catch { /* not Linux, or not readable */ }
   return (all.find((i) => i.name === defaultName) ?? all[0])?.address ?? null;
+}
+
+function samePrefix(a: Uint8Array, b: Uint8Array, bits: number): boolean {
+  for (let i = 0; i < a.length && bits > 0; i++, bits -= 8) {
+    const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
+    if ((a[i] & mask) !== (b[i] & mask)) return false;
+  }
+  return true;
 }
 
 function isLoopback(address: string): boolean {
