@@ -322,8 +322,8 @@ export class Dht {
 
   async #runBootstrap(addrs: readonly UdpAddr[]): Promise<number> {
     await Promise.all(addrs.map(async (addr) => {
-      const bound = this.#bindings.get(udpAddrKey(addr));
-      const reply = await this.#rpc.request(addr, { type: "ping" }, { sign: bound === undefined });
+      // Always signed: the node at a bootstrap address may have changed since we last bound it.
+      const reply = await this.#rpc.request(addr, { type: "ping" }, { sign: true });
       if (reply.ok) this.#answered({ id: reply.id, addr }, reply);
     }));
     if (this.#closed || this.#table.size === 0) return this.#table.size;

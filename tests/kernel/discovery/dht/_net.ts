@@ -9,8 +9,8 @@ import { Identity } from "../../../../kernel/identity/identity.ts";
 import { Dht, type DhtOptions } from "../../../../kernel/discovery/dht/dht.ts";
 import { UdpSocket } from "../../../../transport/udp.ts";
 
-/** A running node: its socket, identity and DHT. */
-export interface TestNode {
+/** A running node: its socket, identity and DHT; disposing closes both. */
+export interface TestNode extends AsyncDisposable {
   socket: UdpSocket;
   identity: Identity;
   dht: Dht;
@@ -29,7 +29,15 @@ export async function startNode(hostname: string, options: Partial<DhtOptions> =
   const socket = await UdpSocket.bind(`udp://${hostname}:0`);
   const identity = Identity.generate("dht-test");
   const dht = await Dht.start({ ...TEST_OPTIONS, socket, signer: identity, ...options });
-  return { socket, identity, dht };
+  return {
+    socket,
+    identity,
+    dht,
+    async [Symbol.asyncDispose]() {
+      await dht.close();
+      await socket.close();
+    },
+  };
 }
 
 /** A network of `n` nodes: node 0 first, every other node bootstraps from it, `concurrency` at a time. */
