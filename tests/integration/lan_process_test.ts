@@ -356,7 +356,19 @@ Deno.test({
       `did=${other.did}`,
       "udp=7000",
     ]);
-    lab.avahi(["avahi-publish", "-s", "foreign", "_http._tcp", "80", `id=${other.nodeId}`]);
+    // A valid NZ-LAN-01 TXT under another service type: only the type can keep it off the list.
+    const third = Identity.generate("foreign");
+    lab.avahi([
+      "avahi-publish",
+      "-s",
+      "foreign",
+      "_http._tcp",
+      "80",
+      "v=1",
+      `id=${third.nodeId}`,
+      `did=${third.did}`,
+      "udp=80",
+    ]);
     lab.avahi(["avahi-publish", "-s", "bad txt", "_nzcore._udp", "7001", "v=1", "id=abc"]);
     const lan = await until(async () => {
       const view = await lanOf(node.dataDir);
