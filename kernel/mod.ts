@@ -99,6 +99,65 @@ export { DatagramSession, type DatagramSessionOptions, type DatagramSessionStats
 export type { KeyPair } from "./channel/noise.ts";
 export { AddressBook, type PeerRecord, resolvePeerName } from "./peers/address_book.ts";
 export {
+  compareRecords,
+  decodeAddresses,
+  decodeRecord,
+  decodeService,
+  encodeAddresses,
+  introduction,
+  MAX_RECORD_SIZE,
+  mutableKey,
+  openRecord,
+  peerKey,
+  peerRecord,
+  RecordError,
+  recordKeys,
+  type RecordKind,
+  type RecordRefusal,
+  type RecordSigner,
+  sameSlot,
+  type ServiceInfo,
+  serviceKey,
+  serviceRecord,
+  type SignedRecord,
+  signRecord,
+} from "./discovery/record.ts";
+export {
+  type Contact,
+  Dht,
+  type DhtOptions,
+  type DhtStats,
+  type GetResult,
+  type LookupCallOptions,
+  type LookupResult,
+  type PutResult,
+} from "./discovery/dht/dht.ts";
+export type { RpcStats } from "./discovery/dht/rpc.ts";
+export { formatNzUri, isNzUri, type NzUri, type NzUriInit, parseNzUri } from "./discovery/nz_uri.ts";
+export {
+  type CheckedIntroduction,
+  checkIntroduction,
+  introduce,
+  INTRODUCE_PROTOCOL,
+  type IntroducedNode,
+  type IntroduceOptions,
+  INTRODUCTION_POLICIES,
+  type IntroductionAnswer,
+  type IntroductionOutcome,
+  type IntroductionPolicy,
+  IntroductionService,
+  type IntroductionStatus,
+  serveIntroductions,
+  type ServeIntroductionsOptions,
+} from "./discovery/introduction.ts";
+export {
+  DhtService,
+  type DhtServiceOptions,
+  type DhtState,
+  type FoundService,
+  type FoundValue,
+} from "./node/dht_service.ts";
+export {
   LAN_MODES,
   LAN_SERVICE_TYPE,
   LAN_TXT_VERSION,

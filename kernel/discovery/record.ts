@@ -86,7 +86,7 @@ export const MAX_NAME_SIZE = 64;
 /** The largest value, in bytes. */
 export const MAX_VALUE_SIZE = 900;
 /** The largest record, in bytes. */
-export const MAX_RECORD_SIZE = 1 + 32 + 8 + 8 + 1 + MAX_NAME_SIZE + 2 + MAX_VALUE_SIZE + 64;
+export const MAX_RECORD_SIZE: number = 1 + 32 + 8 + 8 + 1 + MAX_NAME_SIZE + 2 + MAX_VALUE_SIZE + 64;
 /** The longest lifetime a record may have, in milliseconds (24 hours). */
 export const MAX_LIFETIME_MS = 24 * 3600_000;
 /** The clock skew allowed on top of {@linkcode MAX_LIFETIME_MS}, in milliseconds (5 minutes). */

@@ -26,7 +26,7 @@ import {
   type SignedRecord,
   signRecord,
 } from "../discovery/record.ts";
-import type { PeerManager } from "../peers/manager.ts";
+import type { PeerManager, Session } from "../peers/manager.ts";
 import type { EncryptedStore, Namespace } from "../storage/encrypted_kv.ts";
 import { parseUdpAddr } from "../../transport/udp.ts";
 import type { Reachability } from "./reachability.ts";
@@ -243,7 +243,7 @@ export class DhtService {
    * @throws {NotFoundError} when the DHT holds no peer record of the node.
    * @throws the last dial's error when none answers.
    */
-  async connect(nodeId: string, options: { autoConnect?: boolean } = {}) {
+  async connect(nodeId: string, options: { autoConnect?: boolean } = {}): Promise<Session> {
     const found = await this.findPeer(nodeId);
     if (!found) throw new NotFoundError(`The DHT holds no peer record of ${nodeId}`);
     let last: unknown;

@@ -43,6 +43,10 @@ const COVERED = [
   "nz_plugin_01.json",
   // Run by tests/kernel/discovery/lan_vectors_test.ts.
   "nz_lan_01.json",
+  // Run by tests/kernel/discovery/record_test.ts.
+  "nz_record_01.json",
+  // Run by tests/kernel/discovery/introduce_vectors_test.ts.
+  "nz_introduce_01.json",
 ];
 
 Deno.test("spec/vectors holds no JSON file that this test leaves out", () => {
