@@ -327,7 +327,7 @@ export class Dht {
       if (reply.ok) this.#answered({ id: reply.id, addr }, reply);
     }));
     if (this.#closed || this.#table.size === 0) return this.#table.size;
-    await this.#lookupNodes(this.id, { paths: 1 });
+    await this.#lookupNodes(this.id, {});
     if (this.#options.refreshOnBootstrap ?? true) {
       const closest = this.#table.closest(this.id, 1)[0];
       const depth = closest ? this.#table.bucketOf(closest.id) : 0;

@@ -24,11 +24,11 @@ export function loopback(i: number, base = 0): string {
 /** Options every test node gets unless overridden: short timeouts, slow maintenance. */
 export const TEST_OPTIONS: Partial<DhtOptions> = { rpcTimeoutMs: 400 };
 
-/** Starts a node bound to `hostname` (port 0). */
+/** Starts a node bound to `hostname` (port 0), with a new identity unless `options.signer` is one. */
 export async function startNode(hostname: string, options: Partial<DhtOptions> = {}): Promise<TestNode> {
   const socket = await UdpSocket.bind(`udp://${hostname}:0`);
-  const identity = Identity.generate("dht-test");
-  const dht = await Dht.start({ ...TEST_OPTIONS, socket, signer: identity, ...options });
+  const identity = options.signer instanceof Identity ? options.signer : Identity.generate("dht-test");
+  const dht = await Dht.start({ ...TEST_OPTIONS, ...options, socket, signer: identity });
   return {
     socket,
     identity,
