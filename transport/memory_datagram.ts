@@ -37,6 +37,33 @@ export interface MemoryDatagramNetworkOptions {
   loss?: number;
   /** The random source for losses, [0, 1) like `Math.random` (the default); pass a seeded one for repeatable runs. */
   random?: () => number;
+  /**
+   * Another part of the network, holding the addresses `owns` names (another
+   * worker's network, when a simulation is split across threads): datagrams
+   * to them are handed to `forward`, after the loss draw, with their due time;
+   * the other side passes them to its {@linkcode MemoryDatagramNetwork.receiveForwarded}.
+   */
+  peer?: MemoryDatagramPeer;
+}
+
+/** Where a {@linkcode MemoryDatagramNetwork} sends datagrams for addresses it does not hold. */
+export interface MemoryDatagramPeer {
+  /** Whether `to` belongs to the other part (whether or not a socket is bound there now). */
+  owns(to: UdpAddr): boolean;
+  /** Takes one datagram (its bytes are the peer's to keep). */
+  forward(datagram: ForwardedDatagram): void;
+}
+
+/** A datagram on its way to another part of the network. */
+export interface ForwardedDatagram {
+  /** The bytes (a copy). */
+  data: Uint8Array;
+  /** The sender. */
+  from: UdpAddr;
+  /** The destination. */
+  to: UdpAddr;
+  /** When it is due, in ms since the epoch (`performance.timeOrigin + performance.now()`, the same in every worker). */
+  due: number;
 }
 
 /** Counters of a {@linkcode MemoryDatagramNetwork}, over all its sockets. */
@@ -49,6 +76,8 @@ export interface MemoryDatagramNetworkStats {
   lost: number;
   /** Datagrams that arrived where no socket was bound (never bound, or closed in the meantime). */
   unreachable: number;
+  /** Datagrams handed to the peer (counted in `sent` here, and in `delivered` or `unreachable` there). */
+  forwarded: number;
   /** Bytes of the datagrams accepted by `send`. */
   bytes: number;
 }
@@ -85,10 +114,18 @@ interface Delivery {
  */
 export class MemoryDatagramNetwork implements Disposable {
   /** Counters, live. */
-  readonly stats: MemoryDatagramNetworkStats = { sent: 0, delivered: 0, lost: 0, unreachable: 0, bytes: 0 };
+  readonly stats: MemoryDatagramNetworkStats = {
+    sent: 0,
+    delivered: 0,
+    lost: 0,
+    unreachable: 0,
+    forwarded: 0,
+    bytes: 0,
+  };
   #latency: MemoryLatency;
   #loss: number;
   #random: () => number;
+  #peer: MemoryDatagramPeer | undefined;
   #sockets = new Map<string, { socket: MemoryDatagramSocket; routes: DatagramRoutes }>();
   #queue: Delivery[] = [];
   #order = 0;
@@ -97,7 +134,7 @@ export class MemoryDatagramNetwork implements Disposable {
 
   /** Creates a network; throws `RangeError` for a negative latency or a loss rate outside [0, 1]. */
   constructor(options: MemoryDatagramNetworkOptions = {}) {
-    const { latency = 0, loss = 0, random = Math.random } = options;
+    const { latency = 0, loss = 0, random = Math.random, peer } = options;
     if (typeof latency === "number" && !(Number.isFinite(latency) && latency >= 0)) {
       throw new RangeError(`Cannot create a memory network: latency must be a finite number >= 0, got ${latency}`);
     }
@@ -111,6 +148,7 @@ export class MemoryDatagramNetwork implements Disposable {
     this.#latency = latency;
     this.#loss = loss;
     this.#random = random;
+    this.#peer = peer;
   }
 
   /** How many sockets are bound. */
@@ -186,13 +224,38 @@ export class MemoryDatagramNetwork implements Disposable {
       this.stats.lost++;
       return;
     }
-    const delivery: Delivery = {
-      due: performance.now() + latency,
-      order: this.#order++,
-      data: data.slice(),
-      from: { hostname: from.hostname, port: from.port },
-      to: `${to.hostname}|${to.port}`,
-    };
+    const copy = { data: data.slice(), from: { hostname: from.hostname, port: from.port } };
+    if (this.#peer?.owns(to)) {
+      this.stats.forwarded++;
+      const due = performance.timeOrigin + performance.now() + latency;
+      this.#peer.forward({ ...copy, to: { hostname: to.hostname, port: to.port }, due });
+      return;
+    }
+    this.#enqueue(copy.data, copy.from, `${to.hostname}|${to.port}`, performance.now() + latency);
+  }
+
+  /**
+   * Takes a datagram the other part of the network forwarded (see
+   * {@linkcode MemoryDatagramNetworkOptions.peer}): it arrives at its due
+   * time, or at once when that has passed. Throws `TypeError` for a malformed
+   * one.
+   */
+  receiveForwarded(datagram: ForwardedDatagram): void {
+    const { data, from, to, due } = datagram;
+    if (!(data instanceof Uint8Array) || typeof from?.hostname !== "string" || typeof to?.hostname !== "string") {
+      throw new TypeError("Cannot receive a forwarded datagram: expected { data, from, to, due }");
+    }
+    if (!Number.isFinite(due)) throw new TypeError(`Cannot receive a forwarded datagram: due is ${due}`);
+    this.#enqueue(
+      data,
+      { hostname: from.hostname, port: from.port },
+      `${to.hostname}|${to.port}`,
+      due - performance.timeOrigin,
+    );
+  }
+
+  #enqueue(data: Uint8Array, from: UdpAddr, to: string, due: number): void {
+    const delivery: Delivery = { due, order: this.#order++, data, from, to };
     this.#push(delivery);
     if (delivery.due < this.#timerDue) this.#arm(delivery.due);
   }

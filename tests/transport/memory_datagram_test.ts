@@ -2,6 +2,7 @@ import { deepStrictEqual as eql, equal, ok, rejects, throws } from "node:assert/
 import {
   AddressInUseError,
   formatUdpAddr,
+  type ForwardedDatagram,
   MemoryDatagramNetwork,
   type MemoryDatagramSocket,
   TransportError,
@@ -56,7 +57,7 @@ Deno.test("memory datagram: a datagram arrives as a copy, from the sender's addr
   await box.until(1);
   eql(box.got[0].data, new Uint8Array([0x80, 1, 2]));
   equal(box.got[0].from, "udp://198.51.100.1:4000");
-  eql(network.stats, { sent: 1, delivered: 1, lost: 0, unreachable: 0, bytes: 3 });
+  eql(network.stats, { sent: 1, delivered: 1, lost: 0, unreachable: 0, forwarded: 0, bytes: 3 });
   eql(a.stats, { received: 0, unrouted: 0, sent: 1, sendErrors: 0 });
   eql(b.stats, { received: 1, unrouted: 0, sent: 0, sendErrors: 0 });
 });
@@ -193,6 +194,31 @@ Deno.test("memory datagram: bad options, addresses and datagrams are refused wit
   equal(a.stats.sendErrors, 4);
   equal(network.stats.sent, 0);
   await a.send(new Uint8Array(65_507), { hostname: "192.0.2.2", port: 1 });
+});
+
+Deno.test("memory datagram: two networks joined as peers carry datagrams both ways, at the sender's latency", async () => {
+  const half = (n: number) => (to: UdpAddr) => to.hostname.startsWith(`10.0.${n}.`);
+  const networks: MemoryDatagramNetwork[] = [];
+  const carry = (to: number) => (d: ForwardedDatagram) => queueMicrotask(() => networks[to].receiveForwarded(d));
+  using a = new MemoryDatagramNetwork({ latency: 30, peer: { owns: half(2), forward: carry(1) } });
+  using b = new MemoryDatagramNetwork({ latency: 5, peer: { owns: half(1), forward: carry(0) } });
+  networks.push(a, b);
+  const x = a.bind("10.0.1.1", 1), y = b.bind("10.0.2.1", 1);
+  const atX = inbox(x), atY = inbox(y);
+  const start = performance.now();
+  await x.send(new Uint8Array([1]), y.addr);
+  await y.send(new Uint8Array([2]), x.addr);
+  await y.send(new Uint8Array([3]), { hostname: "10.0.1.99", port: 1 });
+  await Promise.all([atX.until(1), atY.until(1)]);
+  eql([atY.got[0].data, atY.got[0].from], [new Uint8Array([1]), "udp://10.0.1.1:1"]);
+  eql([atX.got[0].data, atX.got[0].from], [new Uint8Array([2]), "udp://10.0.2.1:1"]);
+  ok(atY.got[0].at - start >= 29, "A's latency applies to what A sends");
+  ok(atX.got[0].at - start < 25, "B's latency applies to what B sends");
+  await sleep(10);
+  eql([a.stats.sent, a.stats.forwarded, a.stats.delivered, a.stats.unreachable], [1, 1, 1, 1]);
+  eql([b.stats.sent, b.stats.forwarded, b.stats.delivered, b.stats.unreachable], [2, 2, 1, 0]);
+  throws(() => a.receiveForwarded({ data: "x", from: x.addr, to: x.addr, due: 0 } as never), TypeError);
+  throws(() => a.receiveForwarded({ data: new Uint8Array(1), from: x.addr, to: x.addr, due: NaN }), TypeError);
 });
 
 Deno.test("memory datagram: a thousand sockets exchanging ten thousand datagrams share one timer", async () => {
