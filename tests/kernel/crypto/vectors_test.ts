@@ -47,6 +47,8 @@ const COVERED = [
   "nz_record_01.json",
   // Run by tests/kernel/discovery/introduce_vectors_test.ts.
   "nz_introduce_01.json",
+  // Run by tests/kernel/discovery/dht/dht_vectors_test.ts.
+  "nz_dht_01.json",
 ];
 
 Deno.test("spec/vectors holds no JSON file that this test leaves out", () => {
