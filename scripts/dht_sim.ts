@@ -16,7 +16,16 @@
  * and a half times it (20), `--loss RATE` (0.01), `--paths D` disjoint lookup
  * paths (the DHT's default), `--seed S` (1), `--concurrency C` lookups at once
  * (16), `--join-concurrency J` nodes joining at once (32), `--settle MS` wait
- * between joining and looking up (2000), `--impl` (nzcore).
+ * between joining and looking up (2000), `--impl` (nzcore), `--heap-snapshot
+ * PATH` to write a V8 heap snapshot after the lookups (one worker only),
+ * `--workers W` threads to run the nodes on (1).
+ *
+ * With `--workers W` > 1 the nodes are spread over W workers by the last
+ * octet of their address, each worker holding its part of the network
+ * (`_dht_sim_shard.ts`); datagrams between parts cross a `MessagePort` with
+ * their due time, so one run can use every core. This thread then only
+ * coordinates: it draws everything random about the run, so the same seed
+ * gives the same addresses, keys and lookups whatever W is.
  *
  * Phases:
  * 1. Join: every node gets a distinct random public-looking IPv4 address (so
@@ -39,8 +48,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { MemoryDatagramNetwork, type MemoryDatagramSocket, type UdpAddr } from "../transport/mod.ts";
-import { type SimLookup, type SimNode, startBittorrentNode } from "./_dht_sim_bittorrent.ts";
+import type { UdpAddr } from "../transport/mod.ts";
+import type { SimLookup } from "./_dht_sim_bittorrent.ts";
+import { seededRandom, type ShardHandle, shardOf, startShards } from "./_dht_sim_shard.ts";
 
 /** The implementations the simulation can run. */
 export const IMPLEMENTATIONS = ["nzcore", "bittorrent-dht"] as const;
@@ -62,6 +72,10 @@ export interface SimOptions {
   concurrency: number;
   joinConcurrency: number;
   settleMs: number;
+  /** Threads to run the nodes on: 1 runs them in this one, more in as many workers. */
+  workers: number;
+  /** Where to write a V8 heap snapshot after the lookups (for finding what the nodes hold). */
+  heapSnapshot?: string;
 }
 
 /** Nearest-rank percentiles of a sample. */
@@ -82,6 +96,8 @@ export interface SimResult {
   loss: number;
   paths: number | null;
   seed: number;
+  /** Threads the nodes ran on. */
+  workers: number;
   /** Hops of the successful lookups. */
   hops: Percentiles & { mean: number; max: number };
   /** Share of lookups that found their target, 0 to 1. */
@@ -100,7 +116,7 @@ export interface SimResult {
   churned: number;
   /** Adversarial nodes among the nodes. */
   sybils: number;
-  /** FIND_NODE and FIND_VALUE requests the Sybils answered, during the whole run. */
+  /** FIND_NODE and FIND_VALUE requests the Sybils answered during the lookups. */
   sybilAnswers: number;
   /** Contacts in the honest nodes' routing tables after joining (mean). */
   contactsMean: number;
@@ -116,31 +132,11 @@ export interface SimResult {
   /** Resident memory and JavaScript heap in use at the end of the lookups. */
   rssMB: number;
   heapMB: number;
-  /** The network's counters. */
-  network: { sent: number; delivered: number; lost: number; unreachable: number };
+  /** The network's counters, over all shards. */
+  network: { sent: number; delivered: number; lost: number; unreachable: number; forwarded: number };
 }
 
-/** A node the simulation can start: the adapter of one implementation. */
-export interface NodeFactory {
-  /** Starts an honest node on `socket` with ID material `seed` (32 bytes), joined through `bootstrap`. */
-  start(socket: MemoryDatagramSocket, seed: Uint8Array, bootstrap: readonly UdpAddr[]): Promise<SimNode>;
-  /** Starts an adversarial node, when the adapter has one. */
-  startSybil?(socket: MemoryDatagramSocket, seed: Uint8Array, bootstrap: readonly UdpAddr[]): Promise<SimNode>;
-}
-
-/** The period of the event-loop lag monitor. */
-const LAG_TICK_MS = 10;
-
-/** A seeded random in [0, 1) (mulberry32: small, fast, and repeatable across runs). */
-export function seededRandom(seed: number): () => number {
-  let state = seed | 0;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom };
 
 /** The nearest-rank `p`-th percentile (0 < p <= 100) of `sorted` (ascending); NaN when empty. */
 export function percentile(sorted: readonly number[], p: number): number {
@@ -183,6 +179,8 @@ export function parseSimArgs(args: string[]): SimOptions {
       "join-concurrency": { type: "string", default: "32" },
       settle: { type: "string", default: "2000" },
       impl: { type: "string", default: "nzcore" },
+      "heap-snapshot": { type: "string" },
+      workers: { type: "string", default: "1" },
     },
   });
   const integer = (name: string, text: string, min: number, max: number) => {
@@ -221,33 +219,51 @@ export function parseSimArgs(args: string[]): SimOptions {
     concurrency: integer("concurrency", values.concurrency, 1, 10_000),
     joinConcurrency: integer("join-concurrency", values["join-concurrency"], 1, 10_000),
     settleMs: integer("settle", values.settle, 0, 3_600_000),
+    heapSnapshot: values["heap-snapshot"],
+    workers: integer("workers", values.workers, 1, 16),
   };
 }
 
-/** Loads the adapter of `impl` (ours is loaded only when asked for, so the baseline runs without it). */
-export async function factoryOf(impl: Implementation, options: SimOptions): Promise<NodeFactory> {
-  if (impl === "bittorrent-dht") {
-    if (options.sybil > 0) throw new RangeError("--sybil runs with --impl nzcore only");
-    if (options.paths !== undefined) throw new RangeError("--paths runs with --impl nzcore only");
-    return { start: startBittorrentNode };
-  }
-  const { nzcoreFactory } = await import("./_dht_sim_nzcore.ts");
-  return nzcoreFactory({ paths: options.paths, sybilMode: options.sybilMode });
+/** A node as the coordinator knows it. */
+interface NodeRecord {
+  addr: UdpAddr;
+  id: Uint8Array;
+  shard: ShardHandle;
 }
 
 /** Runs one simulation; `progress` gets the stderr lines. */
 export async function runSim(options: SimOptions, progress: (line: string) => void = () => {}): Promise<SimResult> {
   const wallStart = performance.now();
+  if (options.impl === "bittorrent-dht") {
+    if (options.sybil > 0) throw new RangeError("--sybil runs with --impl nzcore only");
+    if (options.paths !== undefined) throw new RangeError("--paths runs with --impl nzcore only");
+  }
   const random = seededRandom(options.seed);
-  const factory = await factoryOf(options.impl, options);
-  const latency = options.latencyMs;
-  const network = new MemoryDatagramNetwork({
-    latency: () => latency * (0.5 + random()),
+  const shards = await startShards({
+    impl: options.impl,
+    paths: options.paths,
+    sybilMode: options.sybilMode,
+    latencyMs: options.latencyMs,
     loss: options.loss,
-    random,
+    seed: options.seed ^ 0x5eed,
+    count: options.workers,
   });
+  try {
+    return await drive(options, random, shards, progress, wallStart);
+  } finally {
+    await Promise.all(shards.map((s) => s.close()));
+  }
+}
+
+async function drive(
+  options: SimOptions,
+  random: () => number,
+  shards: ShardHandle[],
+  progress: (line: string) => void,
+  wallStart: number,
+): Promise<SimResult> {
   const usedIps = new Set<string>();
-  const newSocket = () => {
+  const newAddr = (): UdpAddr => {
     for (;;) {
       const [a, b, c, d] = [
         1 + Math.floor(random() * 223),
@@ -258,7 +274,7 @@ export async function runSim(options: SimOptions, progress: (line: string) => vo
       const ip = `${a}.${b}.${c}.${d}`;
       if (!isPublicIpv4(a, b, c) || usedIps.has(ip)) continue;
       usedIps.add(ip);
-      return network.bind(ip, 1024 + Math.floor(random() * 64_000));
+      return { hostname: ip, port: 1024 + Math.floor(random() * 64_000) };
     }
   };
   const newSeed = () => {
@@ -267,25 +283,22 @@ export async function runSim(options: SimOptions, progress: (line: string) => vo
     return seed;
   };
 
-  const live: SimNode[] = [];
-  const sybilNodes: SimNode[] = [];
+  const live: NodeRecord[] = [];
+  let sybils = 0;
   const sybilCount = Math.round(options.nodes * options.sybil);
   const pickBootstrap = (): UdpAddr[] => {
-    const picked = new Set<SimNode>();
+    const picked = new Set<NodeRecord>();
     for (let tries = 0; picked.size < Math.min(3, live.length) && tries < 20; tries++) {
       picked.add(live[Math.floor(random() * live.length)]);
     }
     return [...picked].map((n) => n.addr);
   };
   const join = async (sybil: boolean) => {
-    const socket = newSocket();
-    const bootstrap = pickBootstrap();
-    if (sybil) {
-      if (factory.startSybil === undefined) throw new RangeError(`--sybil: ${options.impl} has no adversarial node`);
-      sybilNodes.push(await factory.startSybil(socket, newSeed(), bootstrap));
-    } else {
-      live.push(await factory.start(socket, newSeed(), bootstrap));
-    }
+    const addr = newAddr();
+    const shard = shards[shardOf(addr.hostname, shards.length)];
+    const id = await shard.join({ addr, seed: newSeed(), bootstrap: pickBootstrap(), sybil });
+    if (sybil) sybils++;
+    else live.push({ addr, id, shard });
   };
 
   // Phase 1: join. The first node alone, then J at a time; Sybils join spread among the honest nodes.
@@ -304,16 +317,16 @@ export async function runSim(options: SimOptions, progress: (line: string) => vo
       await join(sybil);
       if (performance.now() - lastReport > 2000) {
         lastReport = performance.now();
-        progress(`join: ${live.length + sybilNodes.length}/${options.nodes} nodes (${fmtMs(lastReport - joinStart)})`);
+        progress(`join: ${live.length + sybils}/${options.nodes} nodes (${fmtMs(lastReport - joinStart)})`);
       }
     }
   };
   await Promise.all(Array.from({ length: options.joinConcurrency }, joiner));
   const joinMs = performance.now() - joinStart;
-  const contactsMean = live.reduce((sum, n) => sum + n.contacts(), 0) / live.length;
+  const joined = await Promise.all(shards.map((s) => s.report()));
+  const contactsMean = mean(joined.flatMap((r) => r.contacts));
   progress(
-    `join: ${live.length} nodes and ${sybilNodes.length} Sybils in ${fmtMs(joinMs)}, ` +
-      `${contactsMean.toFixed(1)} contacts per node`,
+    `join: ${live.length} nodes and ${sybils} Sybils in ${fmtMs(joinMs)}, ${contactsMean.toFixed(1)} contacts per node`,
   );
 
   // Phase 2: settle.
@@ -322,8 +335,8 @@ export async function runSim(options: SimOptions, progress: (line: string) => vo
   // Phase 3: lookups, with churn spread over them.
   const churnTotal = Math.round(options.nodes * options.churn);
   let churned = 0;
-  const busy = new Map<SimNode, number>();
-  const hold = (n: SimNode, delta: number) => {
+  const busy = new Map<NodeRecord, number>();
+  const hold = (n: NodeRecord, delta: number) => {
     const count = (busy.get(n) ?? 0) + delta;
     if (count === 0) busy.delete(n);
     else busy.set(n, count);
@@ -331,25 +344,19 @@ export async function runSim(options: SimOptions, progress: (line: string) => vo
   const churnUntil = async (done: number) => {
     while (churned < Math.round(churnTotal * done / options.lookups)) {
       churned++;
-      let leaver: SimNode | undefined;
+      let leaver: NodeRecord | undefined;
       for (let tries = 0; tries < 100 && leaver === undefined; tries++) {
         const candidate = live[Math.floor(random() * live.length)];
         if (!busy.has(candidate)) leaver = candidate;
       }
       if (leaver === undefined) continue;
       live.splice(live.indexOf(leaver), 1);
-      await leaver.close();
+      await leaver.shard.leave(leaver.addr);
       await join(false);
     }
   };
   const results: SimLookup[] = [];
-  const lags: number[] = [];
-  let tickAt = performance.now();
-  const lagMonitor = setInterval(() => {
-    const now = performance.now();
-    lags.push(Math.max(0, now - tickAt - LAG_TICK_MS));
-    tickAt = now;
-  }, LAG_TICK_MS);
+  await Promise.all(shards.map((s) => s.watchLag()));
   const lookupStart = performance.now();
   let started = 0;
   lastReport = performance.now();
@@ -363,7 +370,7 @@ export async function runSim(options: SimOptions, progress: (line: string) => vo
       hold(from, 1);
       hold(target, 1);
       try {
-        results.push(await from.lookup(target.id));
+        results.push(await from.shard.lookup(from.addr, target.id));
       } finally {
         hold(from, -1);
         hold(target, -1);
@@ -380,8 +387,12 @@ export async function runSim(options: SimOptions, progress: (line: string) => vo
   };
   await Promise.all(Array.from({ length: Math.min(options.concurrency, options.lookups) }, looker));
   const lookupPhaseMs = performance.now() - lookupStart;
-  clearInterval(lagMonitor);
-  lags.sort((a, b) => a - b);
+  const reports = await Promise.all(shards.map((s) => s.report()));
+  const lags = reports.flatMap((r) => r.lags).sort((a, b) => a - b);
+  const network = { sent: 0, delivered: 0, lost: 0, unreachable: 0, forwarded: 0 };
+  for (const r of reports) {
+    for (const k of Object.keys(network) as (keyof typeof network)[]) network[k] += r.network[k];
+  }
 
   const found = results.filter((r) => r.found);
   const hops = found.map((r) => r.hops).sort((a, b) => a - b);
@@ -398,6 +409,7 @@ export async function runSim(options: SimOptions, progress: (line: string) => vo
     loss: options.loss,
     paths: options.paths ?? null,
     seed: options.seed,
+    workers: options.workers,
     hops: {
       p50: percentile(hops, 50),
       p99: percentile(hops, 99),
@@ -409,10 +421,11 @@ export async function runSim(options: SimOptions, progress: (line: string) => vo
     lookupMs: { p50: round(percentile(ms, 50), 1), p99: round(percentile(ms, 99), 1), mean: round(mean(ms), 1) },
     targetMs: { p50: round(percentile(targetMs, 50), 1), p99: round(percentile(targetMs, 99), 1) },
     answeredMean: round(mean(results.map((r) => r.answered)), 1),
-    failedMean: round(mean(results.map((r) => r.failed ?? NaN)), 1),
+    failedMean: round(mean(results.map((r) => r.failed ?? NaN)), 3),
     churned,
-    sybils: sybilNodes.length,
-    sybilAnswers: sybilNodes.reduce((sum, n) => sum + (n.lookupQueriesAnswered?.() ?? 0), 0),
+    sybils,
+    sybilAnswers: reports.reduce((sum, r) => sum + r.sybilAnswers, 0) -
+      joined.reduce((sum, r) => sum + r.sybilAnswers, 0),
     contactsMean: round(contactsMean, 1),
     loopLagMs: {
       p50: round(percentile(lags, 50), 1),
@@ -421,20 +434,16 @@ export async function runSim(options: SimOptions, progress: (line: string) => vo
     },
     joinMs: Math.round(joinMs),
     lookupPhaseMs: Math.round(lookupPhaseMs),
-    wallMs: 0,
+    wallMs: Math.round(performance.now() - wallStart),
     rssMB: Math.round(Deno.memoryUsage().rss / 2 ** 20),
-    heapMB: Math.round(Deno.memoryUsage().heapUsed / 2 ** 20),
-    network: {
-      sent: network.stats.sent,
-      delivered: network.stats.delivered,
-      lost: network.stats.lost,
-      unreachable: network.stats.unreachable,
-    },
+    heapMB: Math.round(reports.reduce((sum, r) => sum + r.heapUsed, 0) / 2 ** 20),
+    network,
   };
-  progress(`closing ${live.length + sybilNodes.length} nodes`);
-  await Promise.all([...live, ...sybilNodes].map((n) => n.close()));
-  network.close();
-  result.wallMs = Math.round(performance.now() - wallStart);
+  if (options.heapSnapshot !== undefined && shards.length === 1) {
+    const { writeHeapSnapshot } = await import("node:v8");
+    progress(`heap snapshot: ${writeHeapSnapshot(options.heapSnapshot)}`);
+  }
+  progress(`closing ${live.length + sybils} nodes`);
   return result;
 }
 
