@@ -169,8 +169,8 @@ export interface DhtStats {
   recordBytes: number;
   /** Records being republished by us. */
   published: number;
-  /** RPCs sent, received, answered and timed out. */
-  rpcs: { sent: number; received: number; responses: number; timeouts: number };
+  /** RPCs sent, received, answered, timed out, and requests sent a second time. */
+  rpcs: { sent: number; received: number; responses: number; timeouts: number; retransmits: number };
   /** Datagrams or requests dropped or refused, by reason. */
   dropped: RpcStats["dropped"] & { badToken: number };
   /** STOREs refused (bad token included). */
@@ -503,7 +503,13 @@ export class Dht {
       records: this.#store.size,
       recordBytes: this.#store.bytes,
       published: this.#published.size,
-      rpcs: { sent: r.sent, received: r.received, responses: r.responses, timeouts: r.timeouts },
+      rpcs: {
+        sent: r.sent,
+        received: r.received,
+        responses: r.responses,
+        timeouts: r.timeouts,
+        retransmits: r.retransmits,
+      },
       dropped: { ...r.dropped, badToken: this.#badToken },
       storesRefused: this.#storesRefused,
       lookups: this.#lookups,

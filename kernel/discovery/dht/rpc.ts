@@ -101,6 +101,8 @@ export interface RpcStats {
   responses: number;
   /** Requests that got no response in time. */
   timeouts: number;
+  /** Requests sent a second time (no response halfway through the timeout). */
+  retransmits: number;
   /** Datagrams dropped, by reason. */
   dropped: {
     /** Requests over the per-IP or global rate limit. */
@@ -280,6 +282,7 @@ export class Rpc {
     received: 0,
     responses: 0,
     timeouts: 0,
+    retransmits: 0,
     dropped: { rate: 0, malformed: 0, unsolicited: 0, badSignature: 0 },
   };
   readonly #socket: PacketSocket;
@@ -344,6 +347,7 @@ export class Rpc {
     } while (this.#pending.has(key));
     const flags = (options.sign ? FLAG_WANT_SIGNATURE : 0) | (this.#readOnly ? FLAG_READ_ONLY : 0);
     const data = encodeMessage({ ...body, flags, txid, publicKey: this.#signer.publicKey } as DhtMessage);
+    const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
     return new Promise<RpcReply>((resolve) => {
       const pending: Pending = {
         txid,
@@ -352,11 +356,18 @@ export class Rpc {
         sign: options.sign ?? false,
         expectedId: options.expectedId,
         resolve,
+        // Section 4: the same bytes are sent once more halfway through the timeout, so that one lost
+        // datagram does not fail the request (requests are idempotent).
         timer: setTimeout(() => {
-          this.#pending.delete(key);
-          this.stats.timeouts++;
-          resolve({ ok: false, reason: "timeout" });
-        }, options.timeoutMs ?? this.#timeoutMs),
+          if (this.#closed || !this.#pending.has(key)) return;
+          this.stats.retransmits++;
+          this.#socket.send(data, to).catch(() => {});
+          pending.timer = setTimeout(() => {
+            this.#pending.delete(key);
+            this.stats.timeouts++;
+            resolve({ ok: false, reason: "timeout" });
+          }, timeoutMs - (timeoutMs >> 1));
+        }, timeoutMs >> 1),
       };
       this.#pending.set(key, pending);
       this.stats.sent++;

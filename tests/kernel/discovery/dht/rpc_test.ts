@@ -102,3 +102,26 @@ Deno.test("a response that does not decode fails its request at once, and a stra
   equal(a.stats.dropped.unsolicited, 1);
   a.close();
 });
+
+Deno.test("a request whose first datagram is lost is sent again halfway through the timeout and succeeds", async () => {
+  await using sa = await UdpSocket.bind("udp://127.0.0.1:0");
+  await using sb = await UdpSocket.bind("udp://127.0.0.1:0");
+  let seen = 0;
+  // Drops the first datagram it gets, before the RPC layer's route sees it.
+  sb.route(() => seen++ === 0, () => {});
+  const a = new Rpc({ socket: sa, signer: Identity.generate("a"), handler: () => null, timeoutMs: 400 });
+  const b = new Rpc({
+    socket: sb,
+    signer: Identity.generate("b"),
+    handler: (r) => ({ type: "pong", observed: r.from }),
+  });
+  const started = performance.now();
+  const reply = await a.request(sb.addr, { type: "ping" });
+  ok(reply.ok);
+  const elapsed = performance.now() - started;
+  ok(elapsed >= 190 && elapsed < 400, `answered after the resend (${elapsed.toFixed(0)} ms)`);
+  equal(a.stats.retransmits, 1);
+  equal(a.stats.timeouts, 0);
+  a.close();
+  b.close();
+});
