@@ -152,7 +152,8 @@ const SCRATCH = new Uint8Array(MAX_MESSAGE_SIZE + SIGNATURE_SIZE);
 const IP_CACHE = new Map<string, Uint8Array | null>();
 const IP_CACHE_SIZE = 4096;
 
-function ipBytes(hostname: string): Uint8Array | null {
+/** The bytes of an IP literal (4 or 16), `null` when it is not one; remembers the last 4,096 it parsed. */
+export function ipBytes(hostname: string): Uint8Array | null {
   let ip = IP_CACHE.get(hostname);
   if (ip === undefined) {
     ip = parseIp(hostname);

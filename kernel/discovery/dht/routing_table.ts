@@ -13,9 +13,9 @@
  * @module
  */
 
-import { parseIp } from "../../../transport/ip.ts";
 import { type UdpAddr, udpAddrKey } from "../../../transport/udp.ts";
 import { commonPrefixLength, compareDistance, type Contact, idKey } from "./contact.ts";
+import { ipBytes } from "./message.ts";
 
 /** Default bucket size (k). */
 export const DEFAULT_K = 20;
@@ -34,6 +34,8 @@ export interface TableEntry extends Contact {
   lastSeen: number;
   /** RPCs in a row it did not answer. */
   failures: number;
+  /** The IP prefix its address counts against (`null` when exempt), set by the table. */
+  prefix: string | null;
 }
 
 /** Options of a {@linkcode RoutingTable}. */
@@ -63,7 +65,7 @@ export function isLoopback(ip: string): boolean {
 
 /** The /24 (IPv4) or /48 (IPv6) prefix of an IP literal, as a map key; `null` for what does not parse. */
 export function ipPrefix(ip: string): string | null {
-  const bytes = parseIp(ip);
+  const bytes = ipBytes(ip);
   if (bytes === null) return null;
   return bytes.length === 4
     ? `4:${bytes[0]}.${bytes[1]}.${bytes[2]}`
@@ -178,6 +180,7 @@ export class RoutingTable {
         }
         this.#unindex(existing);
         existing.addr = { hostname: contact.addr.hostname, port: contact.addr.port };
+        existing.prefix = this.#prefixOfIp(existing.addr.hostname);
         this.#index(existing);
       }
       existing.lastSeen = now;
@@ -186,7 +189,14 @@ export class RoutingTable {
       return { result: "updated" };
     }
     if (!this.#withinPrefixLimits(index, contact.addr.hostname, null)) return { result: "refused", reason: "prefix" };
-    const entry: TableEntry = { id: contact.id.slice(), addr: { ...contact.addr }, key, lastSeen: now, failures: 0 };
+    const entry: TableEntry = {
+      id: contact.id.slice(),
+      addr: { ...contact.addr },
+      key,
+      lastSeen: now,
+      failures: 0,
+      prefix: this.#prefixOfIp(contact.addr.hostname),
+    };
     if (bucket.entries.length < this.k) {
       bucket.entries.push(entry);
       this.#index(entry);
@@ -321,33 +331,27 @@ export class RoutingTable {
     if (this.#exempt(ip)) return true;
     const prefix = ipPrefix(ip);
     if (prefix === null) return false;
-    if (
-      (this.#prefixCount.get(prefix) ?? 0) - (ignore && this.#prefixOf(ignore) === prefix ? 1 : 0) >= this.#perTable
-    ) {
-      return false;
-    }
+    if ((this.#prefixCount.get(prefix) ?? 0) - (ignore?.prefix === prefix ? 1 : 0) >= this.#perTable) return false;
     let inBucket = 0;
-    for (const e of this.#buckets[index].entries) {
-      if (e !== ignore && this.#prefixOf(e) === prefix) inBucket++;
-    }
+    for (const e of this.#buckets[index].entries) if (e !== ignore && e.prefix === prefix) inBucket++;
     return inBucket < this.#perBucket;
   }
 
-  #prefixOf(entry: TableEntry): string | null {
-    return this.#exempt(entry.addr.hostname) ? null : ipPrefix(entry.addr.hostname);
+  #prefixOfIp(ip: string): string | null {
+    return this.#exempt(ip) ? null : ipPrefix(ip);
   }
 
   #index(entry: TableEntry): void {
     this.#byId.set(entry.key, entry);
     this.#byAddr.set(udpAddrKey(entry.addr), entry);
-    const prefix = this.#prefixOf(entry);
+    const prefix = entry.prefix;
     if (prefix !== null) this.#prefixCount.set(prefix, (this.#prefixCount.get(prefix) ?? 0) + 1);
   }
 
   #unindex(entry: TableEntry): void {
     this.#byId.delete(entry.key);
     this.#byAddr.delete(udpAddrKey(entry.addr));
-    const prefix = this.#prefixOf(entry);
+    const prefix = entry.prefix;
     if (prefix !== null) {
       const n = (this.#prefixCount.get(prefix) ?? 1) - 1;
       if (n > 0) this.#prefixCount.set(prefix, n);

@@ -12,7 +12,6 @@
 
 import { crypto, randomBytes, sha256 } from "../../crypto/mod.ts";
 import { createKeyedHmac, type KeyedHmac } from "../../crypto/keyed_hmac.ts";
-import { parseIp } from "../../../transport/ip.ts";
 import { formatUdpAddr, type PacketSocket, type UdpAddr, udpAddrKey } from "../../../transport/udp.ts";
 import type { RecordSigner } from "../record.ts";
 import { sameId } from "./contact.ts";
@@ -23,6 +22,7 @@ import {
   FLAG_READ_ONLY,
   FLAG_SIGNED,
   FLAG_WANT_SIGNATURE,
+  ipBytes,
   isDhtDatagram,
   type MessageHeader,
   signedMessage,
@@ -237,7 +237,7 @@ export class TokenMinter {
 
 /** The token bytes of `addr` under one secret: the first 8 bytes of the HMAC of IP bytes || port. */
 export function tokenOf(mac: KeyedHmac, addr: UdpAddr): Uint8Array {
-  const ip = parseIp(addr.hostname) ?? new Uint8Array(0);
+  const ip = ipBytes(addr.hostname) ?? new Uint8Array(0);
   const input = new Uint8Array(ip.length + 2);
   input.set(ip);
   input[ip.length] = addr.port >>> 8;
