@@ -40,9 +40,13 @@
  *    target is alive for its whole lookup.
  *
  * How each implementation counts hops is said in its adapter's module doc
- * (`_dht_sim_nzcore.ts`, `_dht_sim_bittorrent.ts`). Lookup time is the wall
- * time until the lookup call returned. Percentiles are nearest-rank; hops are
- * over the successful lookups.
+ * (`_dht_sim_nzcore.ts`, `_dht_sim_bittorrent.ts`): both as the length of
+ * the query chain that reached the target. `lookupMs` is the wall time until
+ * the lookup call returned, `targetMs` until the target answered (the same for
+ * our DHT, which stops there; bittorrent-dht goes on until its k closest have
+ * answered). Percentiles are nearest-rank; hops and `targetMs` are over the
+ * successful lookups. In one thread, CPU work delays every timer: `loopLagMs`
+ * tells how much that added to the simulated latency.
  *
  * @module
  */
