@@ -7,12 +7,13 @@
 
 import { Identity } from "../../../../kernel/identity/identity.ts";
 import { Dht, type DhtOptions } from "../../../../kernel/discovery/dht/dht.ts";
+import type { RecordSigner } from "../../../../kernel/discovery/record.ts";
 import { UdpSocket } from "../../../../transport/udp.ts";
 
 /** A running node: its socket, identity and DHT; disposing closes both. */
 export interface TestNode extends AsyncDisposable {
   socket: UdpSocket;
-  identity: Identity;
+  identity: RecordSigner;
   dht: Dht;
 }
 
@@ -24,10 +25,10 @@ export function loopback(i: number, base = 0): string {
 /** Options every test node gets unless overridden: short timeouts, slow maintenance. */
 export const TEST_OPTIONS: Partial<DhtOptions> = { rpcTimeoutMs: 400 };
 
-/** Starts a node bound to `hostname` (port 0), with a new identity unless `options.signer` is one. */
+/** Starts a node bound to `hostname` (port 0), signing as `options.signer` or a new identity. */
 export async function startNode(hostname: string, options: Partial<DhtOptions> = {}): Promise<TestNode> {
   const socket = await UdpSocket.bind(`udp://${hostname}:0`);
-  const identity = options.signer instanceof Identity ? options.signer : Identity.generate("dht-test");
+  const identity = options.signer ?? Identity.generate("dht-test");
   const dht = await Dht.start({ ...TEST_OPTIONS, ...options, socket, signer: identity });
   return {
     socket,

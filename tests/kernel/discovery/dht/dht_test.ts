@@ -8,6 +8,7 @@ import {
   MAX_RECORD_SIZE,
   mutableKey,
   peerRecord,
+  serviceKey,
   serviceRecord,
   signRecord,
 } from "../../../../kernel/discovery/record.ts";
@@ -15,6 +16,7 @@ import { Dht } from "../../../../kernel/discovery/dht/dht.ts";
 import { encodeMessage, ERROR_CODES } from "../../../../kernel/discovery/dht/message.ts";
 import { Rpc } from "../../../../kernel/discovery/dht/rpc.ts";
 import { UdpSocket } from "../../../../transport/udp.ts";
+import { grindSigner } from "./_adversary.ts";
 import { loopback, startNode, TestNet } from "./_net.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -301,4 +303,79 @@ Deno.test("a node whose table empties bootstraps again, with backoff, once its b
 
 Deno.test("loopback() gives every test node its own address", () => {
   equal(new Set([0, 1, 255, 256, 1000].map((i) => loopback(i))).size, 5);
+});
+
+Deno.test("a tag with more publishers than one VALUES holds is read page by page", async () => {
+  await using net = await TestNet.start(12);
+  const publishers = Array.from({ length: 24 }, (_, i) => Identity.generate(`p${i}`));
+  await Promise.all(publishers.map((p, i) =>
+    net.nodes[i % net.nodes.length].dht.put(
+      serviceRecord(p, { name: `printer-${i}`, tags: ["print"], protocol: "nz/print/1" }),
+    )
+  ));
+  const result = await net.nodes[7].dht.get(serviceKey("print"));
+  equal(result.records.length, 24);
+  ok(result.queried > 11, `pages asked for: ${result.queried} queries`);
+  equal((await net.nodes[3].dht.findServices("print")).length, 24);
+});
+
+Deno.test("a published record reaches a closer node that joins later, until it is unpublished", async () => {
+  const timers = { tickMs: 40, republishMs: 150 };
+  await using net = await TestNet.start(12, { k: 4, timers });
+  const owner = net.nodes[2];
+  const name = utf8("now");
+  const record = signRecord(owner.identity, {
+    kind: "mutable",
+    seq: 7,
+    expires: Date.now() + 60_000,
+    name,
+    value: utf8("x"),
+  });
+  const key = mutableKey(owner.identity.publicKey, name);
+  await owner.dht.publish(record);
+  // A node whose ID shares 10 bits with the key is closer to it than any of the 12 (almost surely).
+  const newcomer = (i: number) =>
+    startNode(loopback(i), { k: 4, timers, bootstrap: [net.nodes[0].socket.addr], signer: grindSigner(key, 10) });
+  await using close = await newcomer(50);
+  await close.dht.bootstrap();
+  for (let i = 0; i < 60 && close.dht.stats().records === 0; i++) await sleep(50);
+  equal(close.dht.stats().records, 1, "the republish stored it at the newcomer");
+  owner.dht.unpublish(record);
+  equal(owner.dht.stats().published, 0);
+  await using after = await newcomer(51);
+  await after.dht.bootstrap();
+  await sleep(5 * timers.republishMs);
+  equal(after.dht.stats().records, 0, "no republish after unpublish()");
+});
+
+Deno.test("storing nodes replicate a record to a closer newcomer after its publisher is gone, and drop it at expiry", async () => {
+  const timers = { tickMs: 40, replicateMs: 150 };
+  await using net = await TestNet.start(12, { k: 4, timers });
+  const owner = await startNode(loopback(40), { k: 4, timers, bootstrap: [net.nodes[0].socket.addr] });
+  const name = utf8("brief");
+  const expires = Date.now() + 2_500;
+  const record = signRecord(owner.identity, { kind: "mutable", seq: 1, expires, name, value: utf8("y") });
+  const key = mutableKey(owner.identity.publicKey, name);
+  await owner.dht.bootstrap();
+  ok((await owner.dht.put(record)).stored >= 3);
+  await owner.dht.close();
+  await owner.socket.close();
+  await using close = await startNode(loopback(41), {
+    k: 4,
+    timers,
+    bootstrap: [net.nodes[0].socket.addr],
+    signer: grindSigner(key, 10),
+  });
+  await close.dht.bootstrap();
+  for (let i = 0; i < 40 && close.dht.stats().records === 0; i++) await sleep(50);
+  equal(close.dht.stats().records, 1, "replicated by the nodes that stored it");
+  equal((await net.nodes[5].dht.get(key)).records.length, 1);
+  await sleep(Math.max(0, expires - Date.now()) + 100);
+  equal((await net.nodes[5].dht.get(key)).records.length, 0, "expired");
+  for (let i = 0; i < 20 && net.nodes.some((n) => n.dht.stats().records > 0); i++) await sleep(50);
+  equal(
+    net.nodes.reduce((n, x) => n + x.dht.stats().records, 0) + close.dht.stats().records,
+    0,
+    "every store dropped it",
+  );
 });
