@@ -100,7 +100,9 @@ export class RoutingTable {
   readonly self: Uint8Array;
   /** Bucket size. */
   readonly k: number;
-  #buckets: Bucket[] = [];
+  /** Created on first use: most of the 256 buckets of a table stay empty. */
+  #buckets: (Bucket | undefined)[] = new Array(256);
+  #created: number;
   #byId = new Map<string, TableEntry>();
   #byAddr = new Map<string, TableEntry>();
   #prefixCount = new Map<string, number>();
@@ -118,7 +120,7 @@ export class RoutingTable {
     this.#perBucket = options.prefixPerBucket ?? DEFAULT_PREFIX_PER_BUCKET;
     this.#perTable = options.prefixPerTable ?? DEFAULT_PREFIX_PER_TABLE;
     this.#exempt = options.prefixLimitExempt ?? isLoopback;
-    for (let i = 0; i < 256; i++) this.#buckets.push({ entries: [], replacements: [], refreshed: now });
+    this.#created = now;
   }
 
   /** Contacts in the table (replacement caches not counted). */
@@ -154,7 +156,7 @@ export class RoutingTable {
     if (holder && holder !== existing) return false;
     if (existing) return true;
     const bucket = this.#buckets[index];
-    if (bucket.entries.length >= this.k && bucket.replacements.length >= this.#replacementSize) return false;
+    if (bucket && bucket.entries.length >= this.k && bucket.replacements.length >= this.#replacementSize) return false;
     return this.#withinPrefixLimits(index, addr.hostname, null);
   }
 
@@ -172,7 +174,7 @@ export class RoutingTable {
     const holder = this.#byAddr.get(addrKey);
     const existing = this.#byId.get(key);
     if (holder && holder !== existing) return { result: "refused", reason: "address" };
-    const bucket = this.#buckets[index];
+    const bucket = this.#bucket(index);
     if (existing) {
       if (udpAddrKey(existing.addr) !== addrKey) {
         if (!this.#withinPrefixLimits(index, contact.addr.hostname, existing)) {
@@ -215,7 +217,7 @@ export class RoutingTable {
     if (!entry) return;
     entry.lastSeen = now;
     entry.failures = 0;
-    moveToEnd(this.#buckets[this.bucketOf(id)].entries, entry);
+    moveToEnd(this.#bucket(this.bucketOf(id)).entries, entry);
   }
 
   /**
@@ -227,7 +229,7 @@ export class RoutingTable {
     const entry = this.#byId.get(idKey(id));
     if (!entry) return false;
     entry.failures++;
-    const bucket = this.#buckets[this.bucketOf(id)];
+    const bucket = this.#bucket(this.bucketOf(id));
     if (bucket.replacements.length > 0 || entry.failures >= MAX_FAILURES) {
       this.remove(id);
       return true;
@@ -240,7 +242,7 @@ export class RoutingTable {
     const entry = this.#byId.get(idKey(id));
     if (!entry) return;
     const index = this.bucketOf(id);
-    const bucket = this.#buckets[index];
+    const bucket = this.#bucket(index);
     bucket.entries.splice(bucket.entries.indexOf(entry), 1);
     this.#unindex(entry);
     while (bucket.replacements.length > 0) {
@@ -272,13 +274,13 @@ export class RoutingTable {
         out.push(e);
       }
     };
-    take(this.#buckets[c].entries);
+    take(this.#buckets[c]?.entries ?? []);
     if (out.length < count) {
       const deeper: TableEntry[] = [];
-      for (let j = c + 1; j < 256; j++) for (const e of this.#buckets[j].entries) deeper.push(e);
+      for (let j = c + 1; j < 256; j++) for (const e of this.#buckets[j]?.entries ?? []) deeper.push(e);
       take(deeper);
     }
-    for (let j = c - 1; j >= 0 && out.length < count; j--) take(this.#buckets[j].entries);
+    for (let j = c - 1; j >= 0 && out.length < count; j--) if (this.#buckets[j]) take(this.#buckets[j]!.entries);
     return out;
   }
 
@@ -290,23 +292,23 @@ export class RoutingTable {
   /** How many buckets hold at least one entry. */
   get nonEmptyBuckets(): number {
     let n = 0;
-    for (const b of this.#buckets) if (b.entries.length > 0) n++;
+    for (const b of this.#buckets) if (b && b.entries.length > 0) n++;
     return n;
   }
 
   /** Entries of one bucket, least recently seen first (a copy). */
   bucket(index: number): TableEntry[] {
-    return [...this.#buckets[index].entries];
+    return [...this.#buckets[index]?.entries ?? []];
   }
 
   /** Replacement cache of one bucket, most recent last (a copy). */
   replacements(index: number): TableEntry[] {
-    return [...this.#buckets[index].replacements];
+    return [...this.#buckets[index]?.replacements ?? []];
   }
 
   /** Marks a bucket as looked up in at `now`. */
   touch(index: number, now: number): void {
-    if (index >= 0 && index < 256) this.#buckets[index].refreshed = now;
+    if (index >= 0 && index < 256) this.#bucket(index).refreshed = now;
   }
 
   /**
@@ -317,13 +319,13 @@ export class RoutingTable {
   staleBuckets(now: number, ageMs: number): number[] {
     let deepest = -1;
     for (let i = 255; i >= 0; i--) {
-      if (this.#buckets[i].entries.length > 0) {
+      if ((this.#buckets[i]?.entries.length ?? 0) > 0) {
         deepest = i;
         break;
       }
     }
     const out: number[] = [];
-    for (let i = 0; i <= deepest; i++) if (now - this.#buckets[i].refreshed >= ageMs) out.push(i);
+    for (let i = 0; i <= deepest; i++) if (now - (this.#buckets[i]?.refreshed ?? this.#created) >= ageMs) out.push(i);
     return out;
   }
 
@@ -333,8 +335,12 @@ export class RoutingTable {
     if (prefix === null) return false;
     if ((this.#prefixCount.get(prefix) ?? 0) - (ignore?.prefix === prefix ? 1 : 0) >= this.#perTable) return false;
     let inBucket = 0;
-    for (const e of this.#buckets[index].entries) if (e !== ignore && e.prefix === prefix) inBucket++;
+    for (const e of this.#buckets[index]?.entries ?? []) if (e !== ignore && e.prefix === prefix) inBucket++;
     return inBucket < this.#perBucket;
+  }
+
+  #bucket(index: number): Bucket {
+    return this.#buckets[index] ??= { entries: [], replacements: [], refreshed: this.#created };
   }
 
   #prefixOfIp(ip: string): string | null {
