@@ -36,7 +36,7 @@ export function grindSigner(target: Uint8Array, bits: number): RecordSigner {
 }
 
 /**
- * `count` Sybils on one IP, their IDs ground to share `bits` bits with
+ * `count` Sybils on a few IPs, their IDs ground to share `bits` bits with
  * `victim`: each answers PING as an honest node would (so it is admitted to
  * tables, within the prefix limits), and FIND_NODE or FIND_VALUE of any
  * target only with the swarm's members closest to it, never with an honest
@@ -45,10 +45,11 @@ export function grindSigner(target: Uint8Array, bits: number): RecordSigner {
 export class SybilSwarm implements AsyncDisposable {
   readonly members: { socket: UdpSocket; rpc: Rpc; contact: Contact }[] = [];
 
-  static async start(hostname: string, count: number, victim: Uint8Array, bits: number): Promise<SybilSwarm> {
+  /** `count` members on the IPs of `hostnames` in turn. */
+  static async start(hostnames: string[], count: number, victim: Uint8Array, bits: number): Promise<SybilSwarm> {
     const swarm = new SybilSwarm();
     for (let i = 0; i < count; i++) {
-      const socket = await UdpSocket.bind(`udp://${hostname}:0`);
+      const socket = await UdpSocket.bind(`udp://${hostnames[i % hostnames.length]}:0`);
       const signer = grindSigner(victim, bits);
       const rpc = new Rpc({
         socket,
