@@ -335,7 +335,7 @@ export class Dht {
       // Three refresh lookups at a time, nearest buckets first.
       const worker = async () => {
         for (let i = indices.shift(); i !== undefined && !this.#closed; i = indices.shift()) {
-          await this.#lookupNodes(randomIdInBucket(this.id, i, randomBytes(32)), { paths: 1 });
+          await this.#refresh(i);
         }
       };
       await Promise.all([worker(), worker(), worker()]);
@@ -602,9 +602,10 @@ export class Dht {
   }
 
   /**
-   * A requester that is not read-only may be admitted, but only after a PING
-   * from us to its address comes back (signed, unless its key is bound to the
-   * address already): section 5.2.
+   * A requester that is not read-only may be admitted when its bucket has
+   * room, but only after a PING from us to its address comes back (signed,
+   * unless its key is bound to the address already): section 5.2. (Full
+   * buckets get their replacements from our own lookups.)
    */
   #consider(id: Uint8Array, from: UdpAddr): void {
     const addrKey = udpAddrKey(from);
@@ -614,7 +615,7 @@ export class Dht {
       this.#table.seen(id, this.#now());
       return;
     }
-    if (this.#closed || !this.#table.canAdmit(id, from)) return;
+    if (this.#closed || !this.#table.hasRoom(id, from)) return;
     if (this.#checking.has(addrKey) || this.#checking.size >= MAX_PENDING_CHECKS) return;
     const last = this.#checked.get(addrKey);
     const now = this.#now();
@@ -712,7 +713,16 @@ export class Dht {
     }, stopWhen);
   }
 
-  /** Looks up the k closest nodes of `key` and stores `records` at each (section 7.2). */
+  /**
+   * Refreshes bucket `index` (section 5.4): a lookup of a random ID in its range, on one path, that ends once the
+   * bucket is full (the nodes that answer it are in that range, and are admitted as they answer).
+   */
+  #refresh(index: number): Promise<LookupOutcome> {
+    const target = randomIdInBucket(this.id, index, randomBytes(32));
+    return this.#lookupNodes(target, { paths: 1 }, () => this.#table.bucketSize(index) >= this.#k);
+  }
+
+  /** Looks up the k closest nodes of `key` and stores `records` at each (section 8.2). */
   async #storeAt(key: Uint8Array, records: SignedRecord[]): Promise<{ stored: number; failed: number }> {
     const tokens = new Map<string, Uint8Array>();
     const outcome = await this.#lookupNodes(key, {}, undefined, tokens);
@@ -757,7 +767,7 @@ export class Dht {
     for (const e of stale) work.push(this.#request({ id: e.id, addr: e.addr }, { type: "ping" }));
     // Refresh: one random-ID lookup in each of up to two stale buckets.
     for (const index of this.#table.staleBuckets(now, this.#timers.refreshMs).slice(0, 2)) {
-      work.push(this.#lookupNodes(randomIdInBucket(this.id, index, randomBytes(32)), { paths: 1 }));
+      work.push(this.#refresh(index));
     }
     // Republish what we publish.
     for (const [slot, p] of this.#published) {

@@ -160,6 +160,11 @@ export class RoutingTable {
     return this.#withinPrefixLimits(index, addr.hostname, null);
   }
 
+  /** Whether `admit` would take the contact into its bucket itself (not only the replacement cache). */
+  hasRoom(id: Uint8Array, addr: UdpAddr): boolean {
+    return this.canAdmit(id, addr) && (this.get(id) !== undefined || this.bucketSize(this.bucketOf(id)) < this.k);
+  }
+
   /**
    * Admits a contact whose signed response at `contact.addr` was verified:
    * updates it when present (a new address too, within the limits), adds it
@@ -294,6 +299,11 @@ export class RoutingTable {
     let n = 0;
     for (const b of this.#buckets) if (b && b.entries.length > 0) n++;
     return n;
+  }
+
+  /** How many entries bucket `index` holds. */
+  bucketSize(index: number): number {
+    return this.#buckets[index]?.entries.length ?? 0;
   }
 
   /** Entries of one bucket, least recently seen first (a copy). */

@@ -27,6 +27,9 @@ Deno.test("admit() files a contact by the prefix it shares with our ID and keeps
   eql(full.result === "cached" && full.ping!.id, idIn(0, 0), "the least recently seen entry is the one to ping");
   equal(table.size, 3);
   eql(table.replacements(0).map((e) => e.id), [idIn(0, 3)]);
+  ok(table.canAdmit(idIn(0, 4), addr("10.0.4.1")), "room in the replacement cache");
+  ok(!table.hasRoom(idIn(0, 4), addr("10.0.4.1")), "but not in the bucket");
+  ok(table.hasRoom(idIn(1, 0), addr("10.0.5.1")));
   equal(table.admit({ id: self, addr: addr("10.9.9.9") }, 0).result, "refused");
 });
 
