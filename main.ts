@@ -24,6 +24,7 @@ import {
 } from "./kernel/node/config.ts";
 import { Node, VERSION } from "./kernel/node/node.ts";
 import { parseTurnUrl } from "./kernel/node/traversal.ts";
+import type { DhtState, FoundService } from "./kernel/node/dht_service.ts";
 import { PEER_POLICIES, type PeerPolicy } from "./kernel/peers/manager.ts";
 
 interface Globals {
@@ -944,26 +945,6 @@ if (import.meta.main) {
   }
 }
 
-interface DhtStateView {
-  enabled: boolean;
-  readOnly: boolean;
-  id: string | null;
-  bootstrap: string[];
-  contacts: number;
-  peerRecord: { addresses: string[]; expires: number } | null;
-  published: { values: string[]; services: string[] };
-  stats: Record<string, unknown> | null;
-}
-
-interface FoundServiceView {
-  nodeId: string;
-  did: string;
-  name: string;
-  tags: string[];
-  protocol: string;
-  expires: number;
-}
-
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
@@ -976,7 +957,7 @@ function dhtCommands(program: Command, services: Command): void {
     .option("--json", "print JSON")
     .action(async (opts: { json?: boolean }, command: Command) => {
       await withClient(command, async (client) => {
-        const s = await client.request<DhtStateView>("GET", "/v1/dht");
+        const s = await client.request<DhtState>("GET", "/v1/dht");
         print(s, !!opts.json, () => {
           if (!s.enabled) return "The DHT does not run on this node (--no-dht).";
           return [
@@ -1103,7 +1084,7 @@ function dhtCommands(program: Command, services: Command): void {
     .option("--json", "print JSON")
     .action(async (tag: string, opts: { json?: boolean }, command: Command) => {
       await withClient(command, async (client) => {
-        const list = await client.request<FoundServiceView[]>(
+        const list = await client.request<FoundService[]>(
           "GET",
           `/v1/dht/services?tag=${encodeURIComponent(tag)}`,
         );

@@ -13,6 +13,7 @@ import { ed25519 } from "@noble/curves/ed25519.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { base58 } from "@scure/base";
 import { concat, toHex, utf8 } from "../kernel/bytes.ts";
+import { addressList, signedRecord, u8 } from "./_record_layout.ts";
 
 /** 2026-01-01T00:00:00Z: every introduction is checked "now" = this time. */
 const NOW = 1_767_225_600_000;
@@ -29,16 +30,6 @@ const SEEDS = {
 type Who = keyof typeof SEEDS;
 const pk = (who: Who) => ed25519.getPublicKey(SEEDS[who]);
 
-const u8 = (n: number) => Uint8Array.of(n);
-const u16 = (n: number) => Uint8Array.of(n >> 8, n & 0xff);
-const u64 = (n: number) => {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, BigInt(n));
-  return b;
-};
-const string8 = (s: string) => concat(u8(utf8(s).length), utf8(s));
-const addressList = (list: string[]) => concat(u8(list.length), ...list.map(string8));
-
 interface Fields {
   kind: number;
   signer: Who;
@@ -48,19 +39,9 @@ interface Fields {
   value: Uint8Array;
 }
 
-/** NZ-RECORD-01 section 1: the body, then the signature over "nzcore/v1/record" || 0x00 || body. */
+/** NZ-RECORD-01 section 1, signed by the seed of `f.signer`. */
 function record(f: Fields): Uint8Array {
-  const body = concat(
-    u8(f.kind),
-    pk(f.signer),
-    u64(f.seq),
-    u64(f.expires),
-    u8(f.name.length),
-    f.name,
-    u16(f.value.length),
-    f.value,
-  );
-  return concat(body, ed25519.sign(concat(utf8("nzcore/v1/record"), u8(0), body), SEEDS[f.signer]));
+  return signedRecord({ ...f, seed: SEEDS[f.signer] }).bytes;
 }
 
 const T_ADDRESSES = ["udp://198.51.100.9:40000", "tcp://[2001:db8::9]:7475"];

@@ -12,6 +12,7 @@
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { concat, toHex, utf8 } from "../kernel/bytes.ts";
+import { addressList, type RecordFields, signedRecord, string8, u8 } from "./_record_layout.ts";
 
 const SEED_A = new Uint8Array(32).fill(0xa1);
 const SEED_B = new Uint8Array(32).fill(0xb2);
@@ -20,48 +21,11 @@ const PK_B = ed25519.getPublicKey(SEED_B);
 /** 2026-01-01T00:00:00Z: every vector is checked "now" = this time. */
 const NOW = 1_767_225_600_000;
 
-const u8 = (n: number) => Uint8Array.of(n);
-const u16 = (n: number) => Uint8Array.of(n >> 8, n & 0xff);
-const u64 = (n: number) => {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, BigInt(n));
-  return b;
-};
-const string8 = (s: string) => concat(u8(utf8(s).length), utf8(s));
-const addresses = (list: string[]) => concat(u8(list.length), ...list.map(string8));
-
-interface Fields {
-  kind: number;
-  seed: Uint8Array;
-  seq: number;
-  expires: number;
-  name: Uint8Array;
-  value: Uint8Array;
-}
-
-function body(f: Fields): Uint8Array {
-  return concat(
-    u8(f.kind),
-    ed25519.getPublicKey(f.seed),
-    u64(f.seq),
-    u64(f.expires),
-    u8(f.name.length),
-    f.name,
-    u16(f.value.length),
-    f.value,
-  );
-}
-
-function signed(f: Fields): { message: Uint8Array; bytes: Uint8Array } {
-  const message = concat(utf8("nzcore/v1/record"), u8(0), body(f));
-  return { message, bytes: concat(body(f), ed25519.sign(message, f.seed)) };
-}
-
 const KIND_NAMES = ["", "peer", "mutable", "service", "introduction"];
-const peerValue = addresses(["udp://203.0.113.7:7475", "tcp://[2001:db8::7]:7475"]);
+const peerValue = addressList(["udp://203.0.113.7:7475", "tcp://[2001:db8::7]:7475"]);
 const serviceValue = concat(u8(2), string8("camera"), string8("video/h264"), string8("acme/camera/1"));
 
-const valid: { name: string; fields: Fields; keys: Uint8Array[]; decoded: Record<string, unknown> }[] = [
+const valid: { name: string; fields: RecordFields; keys: Uint8Array[]; decoded: Record<string, unknown> }[] = [
   {
     name: "peer record of A with an IPv4 UDP and an IPv6 TCP address",
     fields: {
@@ -95,14 +59,14 @@ const valid: { name: string; fields: Fields; keys: Uint8Array[]; decoded: Record
       seq: NOW,
       expires: NOW + 600_000,
       name: PK_B,
-      value: addresses(["udp://198.51.100.9:40000"]),
+      value: addressList(["udp://198.51.100.9:40000"]),
     },
     keys: [],
     decoded: { addresses: ["udp://198.51.100.9:40000"] },
   },
 ];
 
-const good = signed(valid[0].fields).bytes;
+const good = signedRecord(valid[0].fields).bytes;
 const flipped = good.slice();
 flipped[40] ^= 1; // a bit of seq: the signature no longer matches
 const refused: { name: string; bytes: Uint8Array; reason: string }[] = [
@@ -114,59 +78,59 @@ const refused: { name: string; bytes: Uint8Array; reason: string }[] = [
   { name: "one byte after the signature", bytes: concat(good, u8(0)), reason: "malformed" },
   {
     name: "kind 5",
-    bytes: signed({ ...valid[1].fields, kind: 5 }).bytes,
+    bytes: signedRecord({ ...valid[1].fields, kind: 5 }).bytes,
     reason: "malformed",
   },
   {
     name: "a peer record with a name",
-    bytes: signed({ ...valid[0].fields, name: utf8("x") }).bytes,
+    bytes: signedRecord({ ...valid[0].fields, name: utf8("x") }).bytes,
     reason: "malformed",
   },
   {
     name: "a peer record with 0 addresses",
-    bytes: signed({ ...valid[0].fields, value: u8(0) }).bytes,
+    bytes: signedRecord({ ...valid[0].fields, value: u8(0) }).bytes,
     reason: "malformed",
   },
   {
     name: "a peer record whose address has no scheme",
-    bytes: signed({ ...valid[0].fields, value: addresses(["203.0.113.7:7475"]) }).bytes,
+    bytes: signedRecord({ ...valid[0].fields, value: addressList(["203.0.113.7:7475"]) }).bytes,
     reason: "malformed",
   },
   {
     name: "a service record with an upper-case tag",
-    bytes: signed({ ...valid[2].fields, value: concat(u8(1), string8("Camera"), string8("")) }).bytes,
+    bytes: signedRecord({ ...valid[2].fields, value: concat(u8(1), string8("Camera"), string8("")) }).bytes,
     reason: "malformed",
   },
   {
     name: "a service record with a tag twice",
-    bytes: signed({ ...valid[2].fields, value: concat(u8(2), string8("camera"), string8("camera"), string8("")) })
+    bytes: signedRecord({ ...valid[2].fields, value: concat(u8(2), string8("camera"), string8("camera"), string8("")) })
       .bytes,
     reason: "malformed",
   },
   {
     name: "a mutable record with a value of 901 bytes",
-    bytes: signed({ ...valid[1].fields, value: new Uint8Array(901) }).bytes,
+    bytes: signedRecord({ ...valid[1].fields, value: new Uint8Array(901) }).bytes,
     reason: "malformed",
   },
   {
     name: "an introduction whose name is 31 bytes",
-    bytes: signed({ ...valid[3].fields, name: PK_B.subarray(1) }).bytes,
+    bytes: signedRecord({ ...valid[3].fields, name: PK_B.subarray(1) }).bytes,
     reason: "malformed",
   },
   { name: "seq changed after signing", bytes: flipped, reason: "forged" },
   {
     name: "expired one millisecond before now",
-    bytes: signed({ ...valid[1].fields, expires: NOW - 1 }).bytes,
+    bytes: signedRecord({ ...valid[1].fields, expires: NOW - 1 }).bytes,
     reason: "expired",
   },
   {
     name: "expiring at now exactly",
-    bytes: signed({ ...valid[1].fields, expires: NOW }).bytes,
+    bytes: signedRecord({ ...valid[1].fields, expires: NOW }).bytes,
     reason: "expired",
   },
   {
     name: "expiring 24 h + 5 min + 1 ms after now",
-    bytes: signed({ ...valid[1].fields, expires: NOW + 24 * 3600_000 + 300_000 + 1 }).bytes,
+    bytes: signedRecord({ ...valid[1].fields, expires: NOW + 24 * 3600_000 + 300_000 + 1 }).bytes,
     reason: "too-long-lived",
   },
 ];
@@ -177,7 +141,7 @@ const out = {
   now: NOW,
   signers: { A: { seed: toHex(SEED_A), publicKey: toHex(PK_A) }, B: { seed: toHex(SEED_B), publicKey: toHex(PK_B) } },
   records: valid.map((v) => {
-    const { message, bytes } = signed(v.fields);
+    const { message, bytes } = signedRecord(v.fields);
     return {
       name: v.name,
       kind: KIND_NAMES[v.fields.kind],
