@@ -48,11 +48,19 @@ export function concat(...parts: Uint8Array[]): Uint8Array {
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
-/** Encodes bytes as lowercase hex. */
+/** `Uint8Array.prototype.toHex` (ES2026) where the runtime has it: about 8 times faster, and a flat string. */
+const nativeToHex = (Uint8Array.prototype as { toHex?: (this: Uint8Array) => string }).toHex;
+
+/**
+ * Encodes bytes as lowercase hex. The string is flat: the fallback joins an
+ * array, since a string grown by `+=` is kept as a chain of pieces, which maps
+ * keyed by node IDs (the DHT's) would hold by the thousand.
+ */
 export function toHex(bytes: Uint8Array): string {
-  let out = "";
-  for (let i = 0; i < bytes.length; i++) out += HEX[bytes[i]];
-  return out;
+  if (nativeToHex) return nativeToHex.call(bytes);
+  const parts = new Array<string>(bytes.length);
+  for (let i = 0; i < bytes.length; i++) parts[i] = HEX[bytes[i]];
+  return parts.join("");
 }
 
 /**
