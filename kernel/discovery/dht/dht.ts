@@ -335,7 +335,8 @@ export class Dht {
       // Three refresh lookups at a time, nearest buckets first.
       const worker = async () => {
         for (let i = indices.shift(); i !== undefined && !this.#closed; i = indices.shift()) {
-          await this.#refresh(i);
+          // A bucket the self-lookup (or another refresh) filled needs no lookup of its own.
+          if (this.#table.bucketSize(i) < this.#k) await this.#refresh(i);
         }
       };
       await Promise.all([worker(), worker(), worker()]);
