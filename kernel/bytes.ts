@@ -33,6 +33,15 @@ export function fromUtf8(bytes: Uint8Array): string {
   return decoder.decode(bytes);
 }
 
+/** Decodes UTF-8, or gives undefined for bytes that are not (to show a payload as text when it is text). */
+export function textOrUndefined(bytes: Uint8Array): string | undefined {
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Concatenates byte arrays into a new array. */
 export function concat(...parts: Uint8Array[]): Uint8Array {
   let length = 0;

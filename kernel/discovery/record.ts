@@ -20,7 +20,7 @@
  * @module
  */
 
-import { assertBytes, concat, timingSafeEqual, utf8 } from "../bytes.ts";
+import { assertBytes, concat, fromUtf8, timingSafeEqual, utf8 } from "../bytes.ts";
 import { crypto, sha256 } from "../crypto/default.ts";
 import { SIG_RECORD } from "../crypto/labels.ts";
 
@@ -113,7 +113,6 @@ const SIGNATURE_SIZE = 64;
 const SIGNATURE_PREFIX = concat(utf8(SIG_RECORD), new Uint8Array(1));
 const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//;
 const TAG = /^[a-z0-9._:/-]{1,64}$/;
-const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
  * Signs a record of `fields`. Checks the fields as a receiver would
@@ -435,7 +434,7 @@ function readU53(view: DataView, offset: number, what: string): number {
 
 function decodeText(bytes: Uint8Array, what: string): string {
   try {
-    return UTF8.decode(bytes);
+    return fromUtf8(bytes);
   } catch {
     return malformed(`${what} is not UTF-8`);
   }

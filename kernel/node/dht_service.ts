@@ -27,8 +27,9 @@ import {
   signRecord,
 } from "../discovery/record.ts";
 import type { PeerManager, Session } from "../peers/manager.ts";
+import { hostAddresses } from "../peers/punch.ts";
 import type { EncryptedStore, Namespace } from "../storage/encrypted_kv.ts";
-import { parseUdpAddr } from "../../transport/udp.ts";
+import { parseUdpAddr, udpAddrKey } from "../../transport/udp.ts";
 import type { Reachability } from "./reachability.ts";
 import { encodeDidKey } from "../identity/did.ts";
 
@@ -188,16 +189,8 @@ export class DhtService {
       const match = /^([a-z]+):\/\/(\[[^\]]+\]|[^/:]+):(\d+)(.*)$/.exec(address);
       if (!match) continue;
       const [, scheme, host, port, rest] = match;
-      if (host === "0.0.0.0" || host === "[::]") {
-        for (const nic of Deno.networkInterfaces()) {
-          // A `[::]` socket is dual-stack on the systems nzcore runs on: it answers at IPv4 addresses too.
-          if (host === "0.0.0.0" && nic.family !== "IPv4") continue;
-          if (nic.address.startsWith("127.") || nic.address === "::1" || nic.address.startsWith("fe80:")) continue;
-          const h = nic.family === "IPv6" ? `[${nic.address}]` : nic.address;
-          out.push(`${scheme}://${h}:${port}${rest}`);
-        }
-      } else {
-        out.push(address);
+      for (const a of hostAddresses(host === "[::]" ? "::" : host)) {
+        out.push(a === host ? address : `${scheme}://${a.includes(":") ? `[${a}]` : a}:${port}${rest}`);
       }
     }
     // Public addresses (STUN-mapped, port-mapped) come first: they are the ones that work from afar.
@@ -372,11 +365,11 @@ export class DhtService {
     if (!dht) return;
     // A thin table fills from the peers the node has direct UDP sessions with: each runs the DHT on that socket.
     if (dht.contacts().length < 8) {
-      const known = new Set(dht.contacts().map((c) => `${c.addr.hostname}|${c.addr.port}`));
+      const known = new Set(dht.contacts().map((c) => udpAddrKey(c.addr)));
       const peers = this.#peers.sessions().map((s) => s.path())
         .filter((p) => p.kind === "direct" && p.transport === "udp")
         .map((p) => parseUdpAddr(p.remoteAddr))
-        .filter((a) => !known.has(`${a.hostname}|${a.port}`));
+        .filter((a) => !known.has(udpAddrKey(a)));
       if (peers.length > 0) await dht.bootstrap(peers).catch(() => {});
     }
     for (const [slot, { record, sign }] of this.#published) {

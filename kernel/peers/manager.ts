@@ -23,7 +23,7 @@
  */
 
 import { abortable, sleep } from "../async.ts";
-import { fromUtf8, toHex, utf8 } from "../bytes.ts";
+import { fromUtf8, textOrUndefined, toHex, utf8 } from "../bytes.ts";
 import { base64 } from "@scure/base";
 import { ConflictError, NotFoundError } from "../errors.ts";
 import type { Identity } from "../identity/identity.ts";
@@ -950,7 +950,7 @@ export class PeerManager {
         session.deliverAfter = null;
       }
       const data: Record<string, unknown> = { nodeId: session.nodeId, did: session.did, bytes: message.length };
-      const text = strictUtf8(message);
+      const text = textOrUndefined(message);
       if (text !== undefined) data.text = text;
       else data.base64 = base64.encode(message);
       this.#events("peer.message", data);
@@ -974,16 +974,6 @@ export class PeerManager {
 function hostOf(address: string): string {
   const match = /^[a-z][a-z0-9+.-]*:\/\/(\[[^\]]+\]|[^:/]+)/i.exec(address);
   return match?.[1] ?? address;
-}
-
-const strictDecoder = new TextDecoder("utf-8", { fatal: true });
-
-function strictUtf8(bytes: Uint8Array): string | undefined {
-  try {
-    return strictDecoder.decode(bytes);
-  } catch {
-    return undefined;
-  }
 }
 
 async function withTimeout(promise: Promise<unknown>, ms: number, onTimeout: () => void): Promise<void> {

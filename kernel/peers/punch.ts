@@ -490,20 +490,28 @@ export async function upgradeRelayed(
   return null;
 }
 
+/**
+ * The addresses a socket bound to `hostname` is reached at: `hostname`
+ * itself, or for a wildcard the address of every interface (IPv4 ones for
+ * `0.0.0.0`; both families for `::`, which is dual-stack), leaving out
+ * loopback and IPv6 link-local addresses.
+ */
+export function hostAddresses(hostname: string): string[] {
+  if (hostname !== "0.0.0.0" && hostname !== "::") return [hostname];
+  return Deno.networkInterfaces()
+    .filter((nic) => hostname === "::" || nic.family === "IPv4")
+    .map((nic) => nic.address)
+    .filter((a) => !a.startsWith("127.") && a !== "::1" && !a.startsWith("fe80:"));
+}
+
 /** The node's own candidates: the UDP socket's local addresses, then `extra` (deduplicated, at most 15). */
 export async function gatherCandidates(manager: PeerManager, extra?: CandidateSource): Promise<Candidate[]> {
   const socket = await manager.ensureUdpSocket();
   const { hostname, port } = socket.addr;
-  const list: Candidate[] = [];
-  if (hostname === "0.0.0.0" || hostname === "::") {
-    for (const nic of Deno.networkInterfaces()) {
-      if (hostname === "0.0.0.0" && nic.family !== "IPv4") continue;
-      if (nic.address.startsWith("127.") || nic.address === "::1" || nic.address.startsWith("fe80:")) continue;
-      list.push({ kind: "host", addr: { hostname: nic.address, port } });
-    }
-  } else {
-    list.push({ kind: "host", addr: { hostname, port } });
-  }
+  const list: Candidate[] = hostAddresses(hostname).map((address) => ({
+    kind: "host",
+    addr: { hostname: address, port },
+  }));
   for (const candidate of (await extra?.()) ?? []) list.push(candidate);
   const seen = new Set<string>();
   return list.filter((c) => {

@@ -9,7 +9,7 @@
 
 import { createRoute, z } from "@hono/zod-openapi";
 import { base64 } from "@scure/base";
-import { fromHex, toHex, utf8 } from "../../bytes.ts";
+import { fromHex, textOrUndefined, toHex, utf8 } from "../../bytes.ts";
 import { encodeDidKey } from "../../identity/did.ts";
 import { formatUdpAddr } from "../../../transport/udp.ts";
 import { NotFoundError } from "../../errors.ts";
@@ -253,12 +253,7 @@ export function dhtRoutes(app: ApiApp, ctx: ApiContext): void {
     const { did, name } = c.req.valid("param");
     const found = await dht().getValue(did, name);
     if (!found) throw new NotFoundError(`No value "${name}" of ${did} in the DHT`);
-    let text: string | undefined;
-    try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(found.value);
-    } catch {
-      text = undefined;
-    }
+    const text = textOrUndefined(found.value);
     const { value, ...rest } = found;
     return c.json({ ...rest, ...(text === undefined ? {} : { text }), base64: base64.encode(value) }, 200);
   });

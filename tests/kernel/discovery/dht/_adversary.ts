@@ -21,6 +21,44 @@ import { Rpc } from "../../../../kernel/discovery/dht/rpc.ts";
 import type { RecordSigner } from "../../../../kernel/discovery/record.ts";
 import { type UdpAddr, UdpSocket } from "../../../../transport/udp.ts";
 
+/**
+ * An RPC endpoint that answers PING as an honest node does (signed when asked,
+ * so it is admitted to tables), FIND_NODE and FIND_VALUE with `contactsFor`
+ * the target (no records), and acknowledges STOREs it drops.
+ */
+function liarRpc(
+  socket: UdpSocket,
+  signer: RecordSigner,
+  contactsFor: (target: Uint8Array) => Contact[],
+  onLookup: () => void = () => {},
+): Rpc {
+  return new Rpc({
+    socket,
+    signer,
+    rateLimit: { perIp: 1e6, burst: 1e6, global: 1e6 },
+    handler: ({ message, from }) => {
+      switch (message.type) {
+        case "ping":
+          return { type: "pong", observed: from };
+        case "find_node":
+          onLookup();
+          return { type: "nodes", token: new Uint8Array(8), contacts: contactsFor(message.target) };
+        case "find_value":
+          onLookup();
+          return {
+            type: "values",
+            token: new Uint8Array(8),
+            total: 0,
+            records: [],
+            contacts: contactsFor(message.key),
+          };
+        case "store":
+          return { type: "stored" };
+      }
+    },
+  });
+}
+
 /** A signer of a raw Ed25519 seed. */
 export function seedSigner(seed: Uint8Array): RecordSigner {
   return { publicKey: crypto.ed25519PublicKey(seed), sign: (m) => crypto.ed25519Sign(seed, m) };
@@ -51,29 +89,7 @@ export class SybilSwarm implements AsyncDisposable {
     for (let i = 0; i < count; i++) {
       const socket = await UdpSocket.bind(`udp://${hostnames[i % hostnames.length]}:0`);
       const signer = grindSigner(victim, bits);
-      const rpc = new Rpc({
-        socket,
-        signer,
-        rateLimit: { perIp: 1e6, burst: 1e6, global: 1e6 },
-        handler: ({ message, from }) => {
-          switch (message.type) {
-            case "ping":
-              return { type: "pong", observed: from };
-            case "find_node":
-              return { type: "nodes", token: new Uint8Array(8), contacts: swarm.closest(message.target) };
-            case "find_value":
-              return {
-                type: "values",
-                token: new Uint8Array(8),
-                total: 0,
-                records: [],
-                contacts: swarm.closest(message.key),
-              };
-            case "store":
-              return { type: "stored" };
-          }
-        },
-      });
+      const rpc = liarRpc(socket, signer, (target) => swarm.closest(target));
       swarm.members.push({ socket, rpc, contact: { id: sha256(signer.publicKey), addr: socket.addr } });
     }
     return swarm;
@@ -118,25 +134,7 @@ export class OneAddressSybil implements AsyncDisposable {
         id[31] ^= i + 1;
         return { id, addr: socket.addr };
       });
-    this.rpc = new Rpc({
-      socket,
-      signer,
-      rateLimit: { perIp: 1e6, burst: 1e6, global: 1e6 },
-      handler: ({ message, from }) => {
-        switch (message.type) {
-          case "ping":
-            return { type: "pong", observed: from };
-          case "find_node":
-            this.lookups++;
-            return { type: "nodes", token: new Uint8Array(8), contacts: fakes(message.target) };
-          case "find_value":
-            this.lookups++;
-            return { type: "values", token: new Uint8Array(8), total: 0, records: [], contacts: fakes(message.key) };
-          case "store":
-            return { type: "stored" };
-        }
-      },
-    });
+    this.rpc = liarRpc(socket, signer, fakes, () => this.lookups++);
   }
 
   static async start(hostname: string): Promise<OneAddressSybil> {
